@@ -1,0 +1,155 @@
+# aioguest build, check and test entry points (GNU make).
+#
+#   make lib        build python/aioguest/<library> for in-tree development
+#   make go-check   gofmt, go vet, go test -race, a short fuzz run
+#   make venv       .venv (Python 3.11) with `pip install ".[test,dev]"`
+#   make lint       ruff + mypy
+#   make test       go-check, lint, pytest in .venv, pytest on $(PYTHONS)
+#   make demo       run examples/demo.py from .venv
+#   make clean
+#
+# Knobs (override on the command line, e.g. `make test PYTHONS=3.12`):
+#   GO          go executable (default: $AIOGUEST_GO, else `go` on PATH)
+#   PYTHONS     the other Pythons `make test` runs the suite on (own venvs,
+#               .venv-<version>; a missing interpreter is skipped with a notice)
+#   FUZZTIME    per fuzz target
+#   PYTEST_ARGS extra pytest arguments
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+.DELETE_ON_ERROR:
+# The pip installs all build in ./build and python/*.egg-info: never run two at once.
+.NOTPARALLEL:
+
+GO ?= $(or $(AIOGUEST_GO),go)
+PYENV_ROOT ?= $(HOME)/.pyenv
+MAIN_PYTHON := 3.11
+PYTHONS ?= 3.10 3.12 3.13
+FUZZTIME ?= 10s
+FUZZ_PKG := ./internal/abi
+PYTEST_ARGS ?=
+PIP_FLAGS := --disable-pip-version-check --no-input --quiet
+
+# Newest pyenv X.Y.* interpreter, else pythonX.Y on PATH, else empty.
+python_for = $(or $(shell ls -d $(PYENV_ROOT)/versions/$(1).[0-9]*/bin/python3 2>/dev/null \
+                            | sort -V | tail -n 1),$(shell command -v python$(1) 2>/dev/null))
+
+ifeq ($(OS),Windows_NT)
+LIB_NAME := aioguest.dll
+else ifeq ($(shell uname -s),Darwin)
+LIB_NAME := libaioguest.dylib
+else
+LIB_NAME := libaioguest.so
+endif
+LIB := python/aioguest/$(LIB_NAME)
+
+# Sources. find prunes dot-directories (.git, .venv*) and build output.
+find_src = $(shell find . -path './.*' -prune -o \( -path ./build -o -path ./dist \) -prune \
+                          -o -type f \( $(1) \) -print 2>/dev/null)
+GO_SRCS := $(call find_src,-name '*.go')
+GO_DEPS := $(GO_SRCS) $(call find_src,-name '*.c' -o -name '*.h' -o -name '*.s') \
+           $(wildcard go.mod go.sum)
+PY_SRCS := $(shell find python -type f -not -name 'libaioguest.*' -not -name '*.pyc' \
+                        -not -path '*.egg-info/*' 2>/dev/null)
+PKG_DEPS := $(GO_DEPS) $(PY_SRCS) setup.py pyproject.toml
+
+# Run Python tools against the installed package only, never python/.
+NO_SRC_PATH := env -u PYTHONPATH
+
+.PHONY: all lib go-check venv lint test pytest pytest-matrix demo clean
+
+all: test
+
+# ------------------------------------------------------------------ Go
+
+lib: $(LIB)
+
+$(LIB): $(GO_DEPS)
+	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -buildvcs=false \
+	    -ldflags "-s -w" -o $@ ./capi
+	@rm -f $(basename $@).h   # cgo's generated header; capi/aioguest.h is the real one
+
+go-check:
+	@test -n "$(GO_SRCS)" || { echo "go-check: no Go sources found" >&2; exit 1; }
+	@echo "gofmt -l"; unformatted=$$(gofmt -l $(GO_SRCS)); \
+	if [ -n "$$unformatted" ]; then \
+	    echo "go-check: these files need gofmt:" >&2; echo "$$unformatted" >&2; exit 1; fi
+	$(GO) vet ./...
+	CGO_ENABLED=1 $(GO) test -race ./...
+	@fuzzers=$$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $(FUZZ_PKG)/*_test.go 2>/dev/null \
+	            | cut -d' ' -f2 | sort -u || true); \
+	if [ -z "$$fuzzers" ]; then echo "go-check: no Fuzz targets in $(FUZZ_PKG), skipping fuzzing"; fi; \
+	for f in $$fuzzers; do \
+	    echo "$(GO) test -run='^\$$' -fuzz='^$$f\$$' -fuzztime=$(FUZZTIME) $(FUZZ_PKG)"; \
+	    $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $(FUZZ_PKG); \
+	done
+
+# ------------------------------------------------------------------ Python
+
+# venv_install <dir>,<python version>,<extras>: create the venv if needed and
+# do a real (non-editable) install of the project, then check that `import
+# aioguest` from outside the tree resolves to the venv, library included.
+define venv_install
+	@py='$(call python_for,$(2))'; \
+	if [ -z "$$py" ]; then \
+	    echo "error: no Python $(2) found (looked in $(PYENV_ROOT)/versions/$(2).*" \
+	         "and for python$(2) on PATH)" >&2; exit 1; fi; \
+	if ! $(1)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != ($(subst .,$(comma),$(2))))' \
+	        2>/dev/null; then \
+	    echo "creating $(1) with $$py"; "$$py" -m venv --clear $(1); fi
+	@echo "installing aioguest[$(3)] into $(1)"
+	@rm -rf build
+	AIOGUEST_GO='$(GO)' $(NO_SRC_PATH) $(1)/bin/python -m pip install $(PIP_FLAGS) ".[$(3)]"
+	@rm -rf build
+	@cd / && $(NO_SRC_PATH) $(abspath $(1))/bin/python -c '$(check_import)'
+	@touch $@
+endef
+comma := ,
+check_import := import os, sys, aioguest; \
+    d = os.path.dirname(os.path.abspath(aioguest.__file__)); \
+    print("  aioguest imported from", d); \
+    sys.exit("error: this is not the aioguest installed in " + sys.prefix \
+             if not d.startswith(os.path.abspath(sys.prefix) + os.sep) \
+             else "error: the installed aioguest has no $(LIB_NAME)" \
+             if not os.path.isfile(os.path.join(d, "$(LIB_NAME)")) else None)
+
+venv: .venv/.installed
+
+.venv/.installed: $(PKG_DEPS)
+	$(call venv_install,.venv,$(MAIN_PYTHON),test$(comma)dev)
+
+# (precious: make would otherwise delete these stamps as intermediate files)
+.PRECIOUS: .venv-%/.installed
+.venv-%/.installed: $(PKG_DEPS)
+	$(call venv_install,.venv-$*,$*,test)
+
+lint: venv
+	$(NO_SRC_PATH) .venv/bin/ruff check .
+	$(NO_SRC_PATH) .venv/bin/mypy
+
+# pytest runs from the repo root (for pyproject's settings) with PYTHONPATH
+# unset; python/ is never on sys.path, so tests import the installed package.
+pytest: venv
+	@echo "pytest on Python $(MAIN_PYTHON) (.venv)"
+	$(NO_SRC_PATH) .venv/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+PYTHONS_FOUND := $(foreach v,$(PYTHONS),$(if $(call python_for,$(v)),$(v)))
+PYTHONS_MISSING := $(filter-out $(PYTHONS_FOUND),$(PYTHONS))
+
+pytest-matrix: $(addprefix pytest-,$(PYTHONS_FOUND))
+	@$(foreach v,$(PYTHONS_MISSING),echo "NOTICE: Python $(v) not found; skipped its test run";) true
+
+pytest-%: .venv-%/.installed
+	@echo "pytest on Python $* (.venv-$*)"
+	$(NO_SRC_PATH) .venv-$*/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test: go-check lint pytest pytest-matrix
+
+demo: venv
+	$(NO_SRC_PATH) .venv/bin/python examples/demo.py
+
+clean:
+	rm -rf build dist .venv .venv-* python/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -f python/aioguest/libaioguest.* python/aioguest/aioguest.dll
+	find . -path './.git' -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
