@@ -1,0 +1,303 @@
+"""Shared fixtures: a trivial queue-based host loop and a leak check.
+
+The host here is the simplest thing that satisfies the guest-mode contract: the
+library's callbacks go into a ``queue.SimpleQueue`` and the host thread runs them
+one by one.  Tests use it to run guest code, and also to run *host* code between
+guest turns (``host.in_host`` / ``host.call_later``), which is how the "host
+touches the guest loop directly" behaviours are exercised.
+"""
+
+from __future__ import annotations
+
+import gc
+import heapq
+import itertools
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import outcome
+import pytest
+
+# ---------------------------------------------------------------------------
+# The queue host
+
+
+class QueueHost:
+    """A host loop: run_sync_soon_* put callables in a queue, ``pump`` runs them.
+
+    Everything the library hands us is counted, so tests can assert how often
+    the guest asked for the host's attention (the "no polling" tests), and from
+    which thread (``run_sync_soon_not_threadsafe`` must only be called from the
+    host thread; violations are recorded here and fail the run).
+    """
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
+        self.thread_id: int | None = None
+        self.threadsafe_calls = 0
+        self.not_threadsafe_calls = 0
+        # thread idents that called run_sync_soon_threadsafe.  (Idents, not
+        # threading.current_thread(): that would create a _DummyThread for
+        # every foreign thread the library calls us from.)
+        self.threadsafe_callers: set[int] = set()
+        self.violations: list[str] = []
+        self.outcomes: list[outcome.Outcome] = []
+        self.done_thread_ids: list[int] = []
+        self.task: Any = None
+        self.host_callbacks_run = 0
+        self._timers: list[tuple[float, int, Callable[[], Any]]] = []
+        self._seq = itertools.count()
+
+    # -- the callbacks given to start_guest_run ---------------------------
+
+    def run_sync_soon_threadsafe(self, fn: Callable[[], Any]) -> None:
+        self.threadsafe_calls += 1
+        self.threadsafe_callers.add(threading.get_ident())
+        self.queue.put(fn)
+
+    def run_sync_soon_not_threadsafe(self, fn: Callable[[], Any]) -> None:
+        self.not_threadsafe_calls += 1
+        if threading.get_ident() != self.thread_id:
+            self.violations.append(
+                f"run_sync_soon_not_threadsafe({fn!r}) called from thread "
+                f"{threading.get_ident()}, host thread is {self.thread_id}"
+            )
+        self.queue.put(fn)
+
+    def done_callback(self, result: outcome.Outcome) -> None:
+        self.outcomes.append(result)
+        self.done_thread_ids.append(threading.get_ident())
+
+    @property
+    def guest_requests(self) -> int:
+        """How many callbacks the library has asked the host to run so far."""
+        return self.threadsafe_calls + self.not_threadsafe_calls
+
+    # -- host-side code for tests ------------------------------------------
+
+    def in_host(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` as host code (between guest turns) soon.  Thread-safe."""
+        self.queue.put(_HostCode(fn))
+
+    def call_later(self, delay: float, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` as host code after ``delay`` seconds.  Host thread only."""
+        assert threading.get_ident() == self.thread_id, "QueueHost.call_later off-thread"
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), fn))
+
+    @property
+    def loop(self) -> Any:
+        """The guest's event loop (from the main task returned by start_guest_run)."""
+        return self.task.get_loop()
+
+    # -- running --------------------------------------------------------------
+
+    def start(self, coro: Any, *, not_threadsafe: bool = True, **kwargs: Any) -> Any:
+        import aioguest
+
+        self.thread_id = threading.get_ident()
+        if not_threadsafe:
+            kwargs["run_sync_soon_not_threadsafe"] = self.run_sync_soon_not_threadsafe
+        self.task = aioguest.start_guest_run(
+            coro,
+            run_sync_soon_threadsafe=self.run_sync_soon_threadsafe,
+            done_callback=self.done_callback,
+            **kwargs,
+        )
+        return self.task
+
+    def _run_one(self, fn: Callable[[], Any]) -> None:
+        if isinstance(fn, _HostCode):
+            self.host_callbacks_run += 1
+        try:
+            fn()
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Never let these reach pytest: they would end the whole session.
+            pytest.fail(f"{exc!r} escaped into the host from callback {fn!r}")
+
+    def pump(self, timeout: float = 10) -> outcome.Outcome:
+        """Run callbacks until done_callback fires; return its outcome."""
+        assert threading.get_ident() == self.thread_id, "pump() off the host thread"
+        deadline = time.monotonic() + timeout
+        while not self.outcomes:
+            now = time.monotonic()
+            while self._timers and self._timers[0][0] <= now:
+                _, _, fn = heapq.heappop(self._timers)
+                self.host_callbacks_run += 1
+                self._run_one(fn)
+                if self.outcomes:
+                    break
+            if self.outcomes:
+                break
+            if now >= deadline:
+                pytest.fail(
+                    f"guest run did not finish within {timeout} s "
+                    f"({self.guest_requests} callbacks requested by the guest so far)"
+                )
+            wait = deadline - now
+            if self._timers:
+                wait = min(wait, self._timers[0][0] - now)
+            try:
+                fn = self.queue.get(timeout=max(wait, 0))
+            except queue.Empty:
+                continue
+            self._run_one(fn)
+        # Run whatever is already queued (a well-behaved library queues nothing
+        # after done_callback, but running strays is what a real host does),
+        # then check that done_callback was not called again.
+        while True:
+            try:
+                fn = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            self._run_one(fn)
+        assert not self.violations, self.violations
+        assert len(self.outcomes) == 1, f"done_callback called {len(self.outcomes)} times"
+        assert self.done_thread_ids == [self.thread_id], "done_callback off the host thread"
+        return self.outcomes[0]
+
+    def run(self, coro: Any, timeout: float = 10, **kwargs: Any) -> outcome.Outcome:
+        """start_guest_run(coro, **kwargs) and pump until it is done."""
+        self.start(coro, **kwargs)
+        return self.pump(timeout)
+
+
+class _HostCode:
+    """Marks a callable queued by the test (host code), not by the library."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self) -> Any:
+        return self.fn()
+
+    def __repr__(self) -> str:
+        return f"<host code {self.fn!r}>"
+
+
+@pytest.fixture
+def host() -> QueueHost:
+    return QueueHost()
+
+
+# ---------------------------------------------------------------------------
+# Helper threads
+
+
+class Spawner:
+    """Starts helper threads and joins them (bounded) at teardown."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+        self.errors: list[BaseException] = []
+
+    def __call__(self, fn: Callable[..., Any], *args: Any, delay: float = 0) -> threading.Thread:
+        def target() -> None:
+            try:
+                if delay:
+                    time.sleep(delay)  # short, fixed: a helper's "later"
+                fn(*args)
+            except BaseException as exc:  # reported at teardown
+                self.errors.append(exc)
+
+        t = threading.Thread(target=target, name=f"test-helper-{len(self.threads)}", daemon=True)
+        self.threads.append(t)
+        t.start()
+        return t
+
+    def join(self, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(deadline - time.monotonic(), 0))
+        alive = [t.name for t in self.threads if t.is_alive()]
+        assert not alive, f"helper threads still running: {alive}"
+        if self.errors:
+            raise self.errors[0]
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawner]:
+    s = Spawner()
+    yield s
+    s.join()
+
+
+# ---------------------------------------------------------------------------
+# Leak check
+
+
+@pytest.fixture(scope="session")
+def go_runtime() -> Iterator[None]:
+    """Load the Go library once, so its OS threads are part of every baseline."""
+    import aioguest
+
+    sel = aioguest.GoSelector()
+    yield
+    sel.close()
+
+
+def _fds() -> set[tuple[int, str]]:
+    own = f"/proc/{os.getpid()}/fd"
+    out = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # closed meanwhile
+        if target != own:  # the directory listing's own fd
+            out.add((int(name), target))
+    return out
+
+
+def _children() -> set[str]:
+    pids: set[str] = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids.update(f.read().split())
+        except OSError:
+            pass  # the thread exited meanwhile
+    return pids
+
+
+def _snapshot() -> tuple[set[threading.Thread], set[tuple[int, str]], set[str]]:
+    return set(threading.enumerate()), _fds(), _children()
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(go_runtime: None) -> Iterator[None]:
+    """Fail a test that leaves Python threads, fds or child processes behind.
+
+    Cleanup can be asynchronous (asyncio's waitpid threads, executor threads
+    finishing, a worker thread exiting after its run ended), so wait a bounded
+    time for the state to return to the baseline.
+    """
+    threads0, fds0, children0 = _snapshot()
+    yield
+    deadline = time.monotonic() + 5
+    collected = False
+    while True:
+        threads, fds, children = _snapshot()
+        leaked_threads = threads - threads0
+        leaked_fds = fds - fds0
+        leaked_children = children - children0
+        if not (leaked_threads or leaked_fds or leaked_children):
+            return
+        if time.monotonic() >= deadline:
+            break
+        if not collected and time.monotonic() >= deadline - 4:
+            # Garbage cycles (a failed test's traceback, say) may hold sockets.
+            gc.collect()
+            collected = True
+        time.sleep(0.01)
+    problems = []
+    if leaked_threads:
+        problems.append(f"threads: {sorted(t.name for t in leaked_threads)}")
+    if leaked_fds:
+        problems.append(f"fds: {sorted(leaked_fds)}")
+    if leaked_children:
+        problems.append(f"child processes: {sorted(leaked_children)}")
+    pytest.fail("leaked after the test: " + "; ".join(problems))
