@@ -183,7 +183,7 @@ func (r *fuzzRun) check(op string, h uintptr, o *object, code int, msg string) {
 	case o.shut:
 		var ok bool
 		switch op {
-		case "handoff_next", "handoff_shutdown", "handoff_close":
+		case "handoff_next", "handoff_shutdown", "handoff_close", "handoff_wake":
 			ok = code == 0
 		default:
 			// Argument checks may come first.

@@ -214,12 +214,15 @@ func (h *Handoff) Take(buf []poller.Event) (int, error) {
 }
 
 // Wake (any thread) cuts a requested or running wait short.  A no-op when
-// idle or ready: results are already there, or there is nothing to cut.
+// idle or ready (results are already there, or there is nothing to cut)
+// and after Close: wakes come from arbitrary threads that cannot know
+// the host is shutting down, and failing them would only turn a harmless
+// race into an error.
 func (h *Handoff) Wake() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return ErrClosed
+		return nil
 	}
 	switch h.st {
 	case requested:
