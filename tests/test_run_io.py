@@ -50,6 +50,9 @@ def test_socketpair_streams_both_directions(host):
     assert host.run(main()) == outcome.Value(200_000)
 
 
+LIMIT = 2**20  # stream buffer limit: lines longer than the default 64 KiB
+
+
 async def echo_handler(reader, writer):
     try:
         while line := await reader.readline():
@@ -61,7 +64,7 @@ async def echo_handler(reader, writer):
 
 
 async def talk(port, lines):
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=LIMIT)
     got = []
     try:
         for line in lines:
@@ -80,7 +83,7 @@ EXPECTED = [line.upper() + b"\n" for line in LINES]
 
 def test_tcp_server_and_client_in_guest(host):
     async def main():
-        server = await asyncio.start_server(echo_handler, "127.0.0.1", 0)
+        server = await asyncio.start_server(echo_handler, "127.0.0.1", 0, limit=LIMIT)
         try:
             port = server.sockets[0].getsockname()[1]
             return await asyncio.gather(talk(port, LINES), talk(port, LINES[:2]))

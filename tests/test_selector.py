@@ -475,9 +475,9 @@ def test_native_loop_tcp_echo_with_streams():
             writer.close()
             await writer.wait_closed()
 
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, limit=2**20)
         port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
         got = []
         for word in (b"one", b"two", b"x" * 100_000):
             writer.write(word + b"\n")
