@@ -1,0 +1,676 @@
+"""A guest run: an unmodified asyncio event loop, driven in turns by a host.
+
+How a turn works (``docs/design.md`` has the reasoning and the numbers):
+
+* A *turn* is one call of ``loop.run_forever()`` on the host thread, made from
+  a callback the host runs.  While it lasts the loop is the running loop,
+  exactly as under ``asyncio.run``; between turns it is not, so host code
+  keeps seeing its own world (its running loop, its async-generator hooks,
+  which ``run_forever`` itself saves and restores).
+* The loop's selector is a :class:`~aioguest.selector.GoSelector` whose
+  guest hook is :meth:`GuestRun._select`.  When asyncio asks it to wait
+  (``select(timeout)`` with a positive or no timeout) and nothing is ready
+  right now, the hook calls ``loop.stop()`` instead of blocking, so the turn
+  ends after this iteration, and the run hands "wait at most *timeout*" to
+  the Go worker.  When the wait ends the worker schedules the next turn
+  with ``run_sync_soon_threadsafe``; its first ``select()`` returns what the
+  worker collected.  asyncio computed the timeout itself: we never read or
+  patch its private scheduling state.
+* A turn that keeps finding work (``select(0)``) ends when its time slice is
+  used up, and the next turn is queued behind whatever the host has pending,
+  so a busy guest cannot starve the host.
+* Host code that schedules guest work while the guest is idle (``call_soon``,
+  ``call_later``/``call_at``, ``Event.set()``, ``Task.cancel()``...) must end
+  the wait early.  Every such path goes through the loop's ``call_soon`` or
+  ``call_at``, looked up on the instance, so while the guest is idle (and
+  only then) the run shadows those two methods on the loop instance with
+  wrappers that also wake the worker.
+* The ``asyncio.run`` lifecycle (run the main task, cancel what is left,
+  shut down async generators and the default executor, close the loop) is a
+  generator, :meth:`GuestRun._lifecycle`, that yields each future it would
+  pass to ``run_until_complete``; the driver runs turns until it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+import warnings
+import weakref
+from asyncio import selector_events
+from collections.abc import Coroutine, Generator
+from types import FrameType
+from typing import Any, Callable, TypeVar
+
+import outcome
+
+from .selector import GoSelector
+
+__all__ = ["DEFAULT_TIME_SLICE", "GuestRun", "start_guest_run"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("aioguest")
+
+#: How long one turn may keep running ready callbacks before it yields the
+#: host thread back to the host (seconds).
+DEFAULT_TIME_SLICE = 0.005
+
+_Ready = list[tuple[Any, int]]
+_HostCallback = Callable[[Callable[[], None]], object]
+
+# ``_suspend`` values besides a timeout: the turn is not ending by our hand.
+_RUNNING = object()
+
+_live_runs: weakref.WeakSet[GuestRun] = weakref.WeakSet()
+# Runs with a wait in flight.  During a wait nothing else may hold the run
+# (the host holds no callback of ours, the user may hold nothing at all),
+# so this set keeps it alive; the worker itself only holds a weak reference,
+# otherwise a host that drops its queue would leave a cycle that the running
+# worker thread keeps reachable forever, and abandonment would go unseen.
+_waiting: set[GuestRun] = set()
+_atexit_registered = False
+
+
+class _Resume:
+    """The callback a run hands its host: runs one turn, exactly once.
+
+    It doubles as the run's abandonment detector: a host that drops a
+    pending guest callback without running it (it stopped its loop, say)
+    has abandoned the run, and the only trace of that is this object being
+    destroyed while still armed.
+    """
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: GuestRun) -> None:
+        self._run: GuestRun | None = run
+
+    def __call__(self) -> None:
+        run, self._run = self._run, None
+        if run is not None:
+            run._turn()
+
+    def disarm(self) -> GuestRun | None:
+        run, self._run = self._run, None
+        return run
+
+    def __del__(self) -> None:
+        run = self.disarm()
+        if run is not None:
+            run._abandon("its host dropped a pending guest callback without running it")
+
+
+class GuestRun:
+    """The state of one guest run.  Made by :func:`start_guest_run`."""
+
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        loop: asyncio.AbstractEventLoop,
+        selector: GoSelector,
+        run_sync_soon_threadsafe: _HostCallback,
+        run_sync_soon_not_threadsafe: _HostCallback,
+        done_callback: Callable[[outcome.Outcome[Any]], object],
+        time_slice: float,
+    ) -> None:
+        self._loop = loop
+        self._selector = selector
+        self._run_sync_soon_threadsafe = run_sync_soon_threadsafe
+        self._run_sync_soon_not_threadsafe = run_sync_soon_not_threadsafe
+        self._done_callback = done_callback
+        self._time_slice = time_slice
+
+        self._finished = False
+        self._abandoned = False
+        # Per turn: why the turn is ending (_RUNNING, or the wait timeout
+        # asyncio asked for: None = no limit, 0 = run again at once).
+        self._suspend: object = _RUNNING
+        self._turn_deadline = 0.0
+        # Events the worker collected, for the first select() of a turn.
+        self._pending: _Ready | None = None
+        # Idle bookkeeping: see _suspend_for and _poke.
+        self._in_wait = False
+        self._rerun = False
+        self._idle_deadline = math.inf
+        self._hooked = False
+        self._call_soon = loop.call_soon
+        self._call_at = loop.call_at
+        self._idle_call_soon_bound = self._idle_call_soon
+        self._idle_call_at_bound = self._idle_call_at
+
+        # Ctrl-C and the host's signal wake-up fd (see _install_signals).
+        self._interrupts = 0
+        self._sigint_handler: Callable[[int, FrameType | None], None] | None = None
+        self._host_wakeup_fd: int | None = None
+        self._add_signal_handler = getattr(loop, "add_signal_handler", None)
+
+        # The main task, created in the caller's context like asyncio.run
+        # does (the Task copies the current context).
+        self.task: asyncio.Task[Any] = loop.create_task(coro)
+        self._future: asyncio.Future[Any] = self.task
+        self._lifecycle_gen = self._lifecycle()
+        self._future = next(self._lifecycle_gen)
+        self._future.add_done_callback(self._on_future_done)
+
+        self._handoff = selector.open_handoff()
+        selector.guest_hook = self._select
+        self._install_signals()
+        _live_runs.add(self)
+        _register_atexit()
+        self._handoff.start(functools.partial(_notify, weakref.ref(self)))
+        self._run_sync_soon_not_threadsafe(_Resume(self))
+
+    # -- turns ----------------------------------------------------------
+
+    def _turn(self) -> None:
+        if self._finished or self._abandoned:
+            return
+        loop = self._loop
+        if self._in_wait:
+            self._in_wait = False
+            sel = self._selector
+            n = self._handoff.take(sel.buffer, sel.capacity)
+            self._pending = sel.decode(n) if n else None
+        self._unhook()
+        self._suspend = _RUNNING
+        self._rerun = False
+        self._turn_deadline = time.perf_counter() + self._time_slice
+        sniffio_local = _sniffio_thread_local()
+        if sniffio_local is not None:
+            # Libraries that ask sniffio which async library runs them
+            # must hear "asyncio" inside the guest, even when the host is
+            # Trio (which set this thread-local for its own callbacks).
+            prev_library, sniffio_local.name = sniffio_local.name, "asyncio"
+        try:
+            loop.run_forever()
+        except BaseException as exc:
+            # What escapes run_forever (KeyboardInterrupt or SystemExit from
+            # a callback, or a broken loop) escapes run_until_complete in
+            # asyncio.run too: it goes into the lifecycle, like there.
+            self._pending = None
+            self._advance(exc)
+            return
+        finally:
+            if sniffio_local is not None:
+                sniffio_local.name = prev_library
+        self._pending = None
+        if self._future.done():
+            self._advance(None)
+        elif self._suspend is _RUNNING:
+            # Nobody but the guest itself stops the loop otherwise.
+            self._advance(RuntimeError("Event loop stopped before Future completed."))
+        elif self._rerun or self._suspend == 0:
+            self._schedule_turn()
+        else:
+            timeout = self._suspend
+            assert timeout is None or isinstance(timeout, (int, float))
+            self._in_wait = True
+            _waiting.add(self)
+            self._handoff.request(timeout, self._selector.capacity)
+
+    def _schedule_turn(self) -> None:
+        self._run_sync_soon_not_threadsafe(_Resume(self))
+
+    # -- the selector's guest hook ------------------------------------------
+
+    def _select(self, timeout: float | None) -> _Ready:
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            if pending:
+                return pending
+        ready = self._selector.poll()
+        if not ready and (timeout is None or timeout > 0):
+            self._suspend_for(timeout)
+        elif time.perf_counter() >= self._turn_deadline:
+            self._suspend_for(0)
+        return ready
+
+    def _suspend_for(self, timeout: float | None) -> None:
+        """End this turn after the current iteration; then wait *timeout*."""
+        self._suspend = timeout
+        if timeout != 0:
+            # From here until the next turn the guest is idle as far as
+            # asyncio knows: anything scheduled now must wake it.  That
+            # includes the rest of this very iteration (a timer due within
+            # the clock resolution may schedule more work after select).
+            self._idle_deadline = math.inf if timeout is None else self._loop.time() + timeout
+            self._hook()
+        self._loop.stop()
+
+    # -- waking an idle guest -----------------------------------------------
+
+    def _hook(self) -> None:
+        if not self._hooked:
+            attrs = self._loop.__dict__
+            attrs["call_soon"] = self._idle_call_soon_bound
+            attrs["call_at"] = self._idle_call_at_bound
+            self._hooked = True
+
+    def _unhook(self) -> None:
+        if self._hooked:
+            attrs = self._loop.__dict__
+            attrs.pop("call_soon", None)
+            attrs.pop("call_at", None)
+            self._hooked = False
+
+    def _idle_call_soon(self, callback: Callable[..., object], *args: Any, **kw: Any) -> Any:
+        handle = self._call_soon(callback, *args, **kw)
+        self._poke()
+        return handle
+
+    def _idle_call_at(
+        self, when: float, callback: Callable[..., object], *args: Any, **kw: Any
+    ) -> Any:
+        handle = self._call_at(when, callback, *args, **kw)
+        # A timer later than the wait's end changes nothing: the wait ends
+        # first and asyncio computes the next timeout with it included.
+        if when < self._idle_deadline:
+            self._poke()
+        return handle
+
+    def _poke(self) -> None:
+        # One wake-up per idle period is enough: the next turn recomputes
+        # everything, so the wrappers go away until the guest idles again.
+        self._unhook()
+        if self._in_wait:
+            self._handoff.wake()
+        else:
+            # Still inside the turn that decided to idle (or between its end
+            # and the request): skip the wait altogether.
+            self._rerun = True
+
+    # -- the asyncio.run lifecycle --------------------------------------------
+
+    def _lifecycle(self) -> Generator[asyncio.Future[Any], None, Any]:
+        try:
+            result = yield from self._main()
+        except GeneratorExit:
+            # Closed before the end: the run was abandoned, and teardown
+            # would need turns that no host will run.
+            raise
+        except BaseException:
+            yield from self._teardown()
+            raise
+        yield from self._teardown()
+        return result
+
+    def _main(self) -> Generator[asyncio.Future[Any], None, Any]:
+        """What asyncio.run does with the main task (as Runner.run, 3.11+)."""
+        task = self.task
+        try:
+            yield task
+        except BaseException:
+            # As run_until_complete: don't let "exception was never
+            # retrieved" follow an exception that is already propagating.
+            if task.done() and not task.cancelled():
+                task.exception()
+            raise
+        finally:
+            self._restore_sigint()
+        if task.cancelled() and self._interrupts:
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is None or uncancel() == 0:
+                raise KeyboardInterrupt()
+        return task.result()
+
+    def _teardown(self) -> Generator[asyncio.Future[Any], None, None]:
+        """What asyncio.run does after the main task, in the same order."""
+        loop = self._loop
+        try:
+            yield from self._cancel_all_tasks()
+            yield asyncio.ensure_future(loop.shutdown_asyncgens(), loop=loop)
+            if sys.version_info >= (3, 12):
+                shutdown = loop.shutdown_default_executor(_thread_join_timeout())
+            else:
+                shutdown = loop.shutdown_default_executor()
+            yield asyncio.ensure_future(shutdown, loop=loop)
+        finally:
+            loop.close()
+
+    def _cancel_all_tasks(self) -> Generator[asyncio.Future[Any], None, None]:
+        loop = self._loop
+        to_cancel = asyncio.all_tasks(loop)
+        if not to_cancel:
+            return
+        for task in to_cancel:
+            task.cancel()
+        yield asyncio.gather(*to_cancel, return_exceptions=True)
+        for task in to_cancel:
+            if task.cancelled():
+                continue
+            if task.exception() is not None:
+                loop.call_exception_handler(
+                    {
+                        "message": "unhandled exception during asyncio.run() shutdown",
+                        "exception": task.exception(),
+                        "task": task,
+                    }
+                )
+
+    def _advance(self, exc: BaseException | None) -> None:
+        """Feed the lifecycle the end of the current future (or *exc*)."""
+        self._unhook()
+        try:
+            if exc is None:
+                future = self._lifecycle_gen.send(None)
+            else:
+                future = self._lifecycle_gen.throw(exc)
+        except StopIteration as stop:
+            self._finish(outcome.Value(stop.value))
+            return
+        except BaseException as error:
+            self._finish(outcome.Error(error))
+            return
+        self._future = future
+        future.add_done_callback(self._on_future_done)
+        self._schedule_turn()
+
+    def _on_future_done(self, future: asyncio.Future[Any]) -> None:
+        # A future that was already replaced must not stop a later turn:
+        # its callback may run after the driver noticed it was done.
+        if future is self._future:
+            self._loop.stop()
+
+    def _finish(self, result: outcome.Outcome[Any]) -> None:
+        self._finished = True
+        _live_runs.discard(self)
+        _waiting.discard(self)
+        self._restore_sigint()
+        self._restore_wakeup_fd()
+        self._selector.close()
+        self._done_callback(result)
+
+    # -- signals ------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        # Like asyncio.Runner: Ctrl-C cancels the main task, rather than
+        # raising KeyboardInterrupt wherever the host happens to be.
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            # The signal module keeps its handler forever: a weak reference,
+            # so an installed handler cannot keep an abandoned run alive.
+            self._sigint_handler = functools.partial(_on_sigint, weakref.ref(self))
+            signal.signal(signal.SIGINT, self._sigint_handler)
+        if self._add_signal_handler is not None:
+            # loop.add_signal_handler takes over the process's wake-up fd
+            # and loop.close() resets it to -1; remember the host's first.
+            self._loop.__dict__["add_signal_handler"] = self._guest_add_signal_handler
+
+    def _guest_add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+        if self._host_wakeup_fd is None:
+            try:
+                self._host_wakeup_fd = signal.set_wakeup_fd(-1)
+            except ValueError:
+                pass  # not the main thread: asyncio raises its own error below
+        assert self._add_signal_handler is not None
+        self._add_signal_handler(sig, callback, *args)
+
+    def _restore_sigint(self) -> None:
+        handler, self._sigint_handler = self._sigint_handler, None
+        if handler is not None and signal.getsignal(signal.SIGINT) == handler:
+            try:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            except ValueError:
+                pass  # not on the main thread (abandoned from elsewhere)
+
+    def _restore_wakeup_fd(self) -> None:
+        fd, self._host_wakeup_fd = self._host_wakeup_fd, None
+        if fd is not None:
+            try:
+                # The original warn_on_full_buffer cannot be read back; hosts
+                # that share the fd (Trio) use it for wake-ups only and want
+                # no warnings, so that is the safe choice.
+                signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+            except ValueError:
+                pass
+
+    # -- abandonment ----------------------------------------------------------
+
+    def _abandon(self, reason: str) -> None:
+        if self._finished or self._abandoned:
+            return
+        self._abandoned = True
+        _live_runs.discard(self)
+        _waiting.discard(self)
+        try:
+            warnings.warn(
+                f"aioguest: a guest run was abandoned ({reason}); its main task "
+                f"{self.task!r} will never finish",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            logger.error(
+                "guest run abandoned (%s); main task %r will never finish", reason, self.task
+            )
+        except Exception:  # noqa: S110 - e.g. during interpreter shutdown
+            pass
+        self._unhook()
+        # Closes the lifecycle without its teardown (it would need turns).
+        self._lifecycle_gen.close()
+        self._restore_sigint()
+        self._restore_wakeup_fd()
+        # Closing the loop stops the worker thread and releases the fds;
+        # the tasks it still holds are reported by asyncio when collected.
+        loop = self._loop
+        if not loop.is_running() and not loop.is_closed():
+            try:
+                loop.close()
+            except Exception:
+                logger.exception("closing an abandoned guest loop failed")
+        else:
+            self._selector.close()
+
+
+def _notify(run_ref: weakref.ref[GuestRun]) -> bool:
+    """Worker thread: the wait the host asked for is over; hand over a turn."""
+    run = run_ref()
+    if run is None:
+        return False
+    resume = _Resume(run)
+    try:
+        run._run_sync_soon_threadsafe(resume)
+    except BaseException:
+        logger.exception("run_sync_soon_threadsafe raised; the guest run cannot go on")
+        _waiting.discard(run)
+        if resume.disarm() is not None:
+            run._abandon("its host's run_sync_soon_threadsafe raised")
+        return False
+    # From here on the host's pending callback is what keeps the run alive.
+    _waiting.discard(run)
+    return True
+
+
+def _on_sigint(run_ref: weakref.ref[GuestRun], signum: int, frame: FrameType | None) -> None:
+    run = run_ref()
+    if run is None:
+        raise KeyboardInterrupt()
+    run._interrupts += 1
+    if run._interrupts == 1 and not run.task.done():
+        run.task.cancel()
+        # Wakes the worker even if the signal landed between our own
+        # bookkeeping steps rather than in host code.
+        run._loop.call_soon_threadsafe(_noop)
+        return
+    raise KeyboardInterrupt()
+
+
+def _noop() -> None:
+    pass
+
+
+def _thread_join_timeout() -> float:
+    from asyncio import constants
+
+    return float(getattr(constants, "THREAD_JOIN_TIMEOUT", 300))
+
+
+def _sniffio_thread_local() -> Any:
+    sniffio = sys.modules.get("sniffio")
+    return getattr(sniffio, "thread_local", None) if sniffio is not None else None
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    if _atexit_registered:
+        return
+    _atexit_registered = True
+    # threading's own exit hooks run before the interpreter waits for
+    # threads and tears modules down, so the worker can still be joined.
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # pragma: no cover - CPython < 3.9
+        import atexit
+
+        register = atexit.register
+    register(_abandon_live_runs)
+
+
+def _abandon_live_runs() -> None:
+    for run in list(_live_runs):
+        run._abandon("the interpreter is exiting")
+
+
+def _prepare_loop(loop: object) -> tuple[asyncio.AbstractEventLoop, GoSelector]:
+    """Check what loop_factory made and move it onto a GoSelector."""
+    if loop is None:
+        selector = GoSelector()
+        return asyncio.SelectorEventLoop(selector), selector
+    if not isinstance(loop, selector_events.BaseSelectorEventLoop):
+        close = getattr(loop, "close", None)
+        if callable(close) and not getattr(loop, "is_running", lambda: False)():
+            close()
+        raise TypeError(
+            "loop_factory must return an asyncio.SelectorEventLoop (aioguest runs the "
+            f"loop's selector on its Go poller); it returned {type(loop).__qualname__}"
+        )
+    if loop.is_closed():
+        raise ValueError("loop_factory returned a closed event loop")
+    if loop.is_running():
+        raise ValueError("loop_factory returned an event loop that is already running")
+    # BaseSelectorEventLoop keeps its selector in ``_selector`` (so since
+    # Python 3.4).  A loop built with its own selector moves to ours, with
+    # every registration it already made (its self-pipe, at least).
+    current = loop._selector  # type: ignore[attr-defined]
+    if isinstance(current, GoSelector):
+        if current.guest_hook is not None:
+            raise ValueError("this event loop is already running as a guest")
+        return loop, current
+    selector = GoSelector()
+    try:
+        for key in list(current.get_map().values()):
+            selector.register(key.fileobj, key.events, key.data)
+    except BaseException:
+        selector.close()
+        raise
+    loop._selector = selector  # type: ignore[attr-defined]
+    current.close()
+    return loop, selector
+
+
+def start_guest_run(
+    coro: Coroutine[Any, Any, T],
+    *,
+    run_sync_soon_threadsafe: _HostCallback,
+    done_callback: Callable[[outcome.Outcome[T]], object],
+    run_sync_soon_not_threadsafe: _HostCallback | None = None,
+    debug: bool | None = None,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    time_slice: float = DEFAULT_TIME_SLICE,
+) -> asyncio.Task[T] | None:
+    """Start running *coro* as an asyncio guest of another event loop.
+
+    Runs *coro* exactly as ``asyncio.run(coro, debug=debug,
+    loop_factory=loop_factory)`` would, but on the calling (host) thread in
+    short turns the host schedules: ``run_sync_soon_threadsafe(fn)`` and
+    ``run_sync_soon_not_threadsafe(fn)`` must arrange for ``fn()`` to be
+    called soon on the host thread (the first from any thread, the second
+    only from the host thread; it defaults to the first).  The blocking wait
+    for I/O and timers happens on a worker thread in aioguest's Go library.
+
+    When the run is over (the main task finished and asyncio.run's teardown
+    is done) ``done_callback`` is called on the host thread with an
+    :class:`outcome.Outcome` holding the coroutine's result or exception.
+
+    Returns the main :class:`asyncio.Task`, or ``None`` if ``loop_factory``
+    raised (``done_callback`` then gets that error).  ``time_slice`` bounds
+    (in seconds) how long one turn runs ready guest callbacks before
+    handing the thread back to the host.
+    """
+    try:
+        if not callable(run_sync_soon_threadsafe):
+            raise TypeError("run_sync_soon_threadsafe must be callable")
+        if not callable(done_callback):
+            raise TypeError("done_callback must be callable")
+        if run_sync_soon_not_threadsafe is None:
+            run_sync_soon_not_threadsafe = run_sync_soon_threadsafe
+        elif not callable(run_sync_soon_not_threadsafe):
+            raise TypeError("run_sync_soon_not_threadsafe must be callable or None")
+        if loop_factory is not None and not callable(loop_factory):
+            raise TypeError("loop_factory must be callable or None")
+        if debug is not None and not isinstance(debug, bool):
+            raise TypeError("debug must be True, False or None")
+        if not isinstance(time_slice, (int, float)) or not time_slice > 0:
+            raise ValueError("time_slice must be a positive number of seconds")
+        if not asyncio.iscoroutine(coro):
+            raise ValueError(f"a coroutine was expected, got {coro!r}")
+        if asyncio._get_running_loop() is not None:
+            raise RuntimeError(
+                "start_guest_run() cannot be called from a running asyncio event loop: "
+                "the guest would share the thread with it (use a host adapter made for "
+                "asyncio hosts instead)"
+            )
+    except BaseException:
+        _close_coroutine(coro)
+        raise
+
+    try:
+        made = loop_factory() if loop_factory is not None else None
+    except Exception as exc:
+        # The run failed before its task existed: that is an outcome for
+        # done_callback, delivered on the host thread like any other.
+        _close_coroutine(coro)
+        error: outcome.Outcome[T] = outcome.Error(exc)
+
+        def report() -> None:
+            done_callback(error)
+
+        run_sync_soon_not_threadsafe(report)
+        return None
+    try:
+        loop, selector = _prepare_loop(made)
+    except BaseException:
+        _close_coroutine(coro)
+        raise
+
+    try:
+        if debug is not None:
+            loop.set_debug(debug)
+        run = GuestRun(
+            coro,
+            loop,
+            selector,
+            run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe,
+            done_callback,  # type: ignore[arg-type]
+            float(time_slice),
+        )
+    except BaseException:
+        _close_coroutine(coro)
+        if not loop.is_closed():
+            loop.close()
+        raise
+    return run.task
+
+
+def _close_coroutine(coro: object) -> None:
+    close = getattr(coro, "close", None)
+    if asyncio.iscoroutine(coro) and callable(close):
+        close()
