@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _native
 from .selector import timeout_to_ns
@@ -49,9 +50,7 @@ class Handoff:
         it exits when ``notify`` returns False or the handoff is closed."""
         if self._worker is not None:
             raise RuntimeError("the worker is already running")
-        self._worker = threading.Thread(
-            target=self._work, args=(notify,), name=name, daemon=True
-        )
+        self._worker = threading.Thread(target=self._work, args=(notify,), name=name, daemon=True)
         self._worker.start()
 
     # -- host side ------------------------------------------------------

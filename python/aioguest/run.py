@@ -44,9 +44,9 @@ import time
 import warnings
 import weakref
 from asyncio import selector_events
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from types import FrameType
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import outcome
 
@@ -405,7 +405,9 @@ class GuestRun:
             # and loop.close() resets it to -1; remember the host's first.
             self._loop.__dict__["add_signal_handler"] = self._guest_add_signal_handler
 
-    def _guest_add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+    def _guest_add_signal_handler(
+        self, sig: int, callback: Callable[..., object], *args: Any
+    ) -> None:
         if self._host_wakeup_fd is None:
             try:
                 self._host_wakeup_fd = signal.set_wakeup_fd(-1)
@@ -659,7 +661,7 @@ def start_guest_run(
             selector,
             run_sync_soon_threadsafe,
             run_sync_soon_not_threadsafe,
-            done_callback,  # type: ignore[arg-type]
+            done_callback,
             float(time_slice),
         )
     except BaseException:
