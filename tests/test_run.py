@@ -530,3 +530,25 @@ def test_busy_guest_yields_to_host(host):
     host.in_host(tick)
     during_busy_loop = host.pump().unwrap()
     assert during_busy_loop >= 5
+
+
+@pytest.mark.parametrize("delay", [0, 1e-7, 1e-4, 1e-3])
+def test_timers_at_or_below_kernel_granularity_complete(host, delay):
+    """Waits shorter than epoll's 1 ms must be rounded up, not down to a busy
+    poll nor to "no limit" (which would hang here: nothing else would wake
+    the guest); and work a due timer schedules in the same loop iteration in
+    which the turn decided to go idle must still run."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        t0 = time.monotonic()
+        for _ in range(200):
+            await asyncio.sleep(delay)
+        for _ in range(50):
+            fut = loop.create_future()
+            loop.call_later(delay, lambda f=fut: loop.call_soon(f.set_result, None))
+            await fut
+        return time.monotonic() - t0
+
+    elapsed = host.run(main(), timeout=20).unwrap()
+    assert elapsed < 10
