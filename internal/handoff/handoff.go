@@ -47,9 +47,11 @@ type Handoff struct {
 	p *poller.Poller
 
 	mu sync.Mutex
-	// cond wakes the worker sleeping in Next: signalled by Request and
-	// broadcast by Close.  Only the worker ever sleeps on it.
-	cond   sync.Cond
+	// gate is where the worker sleeps in Next between requests (see
+	// gate.go for why not a sync.Cond); parked says it is there, so
+	// Request only pays for a wake-up when somebody sleeps.
+	gate   gate
+	parked bool
 	st     state
 	closed bool
 
@@ -83,9 +85,7 @@ func Open(p *poller.Poller) (*Handoff, error) {
 	if err := p.Acquire(); err != nil {
 		return nil, err
 	}
-	h := &Handoff{p: p}
-	h.cond.L = &h.mu
-	return h, nil
+	return &Handoff{p: p}, nil
 }
 
 // Request (host) asks the worker to wait at most timeout nanoseconds for
@@ -96,18 +96,27 @@ func (h *Handoff) Request(timeout int64, maxEvents int32) error {
 		return ErrInvalid
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return ErrClosed
 	}
 	if h.st != idle {
+		h.mu.Unlock()
 		return ErrBusy
 	}
 	h.timeout = timeout
 	h.max = min(int(maxEvents), maxResults)
 	h.wakeRequested = false
 	h.st = requested
-	h.cond.Signal()
+	wake := h.parked
+	h.mu.Unlock()
+	// Open the gate after unlocking: the worker's first act is to take
+	// mu, and finding it held would park it in the Go scheduler, the
+	// slow path the gate exists to avoid.  The worker took its ticket
+	// under mu before parked became visible, so this cannot be lost.
+	if wake {
+		h.gate.open()
+	}
 	return nil
 }
 
@@ -131,10 +140,15 @@ func (h *Handoff) next(fromSpawn bool) (bool, error) {
 	h.inNext = true
 	defer func() { h.inNext = false }()
 
-	// A loop, not an if: Signal can wake us for a request that Close
-	// then overtakes, and a Cond may wake spuriously.
+	// A loop, not an if: the gate can open for a request that Close
+	// then overtakes, and a futex may wake spuriously.
 	for h.st != requested && !h.closed {
-		h.cond.Wait()
+		ticket := h.gate.ticket()
+		h.parked = true
+		h.mu.Unlock()
+		h.gate.sleep(ticket)
+		h.mu.Lock()
+		h.parked = false
 	}
 	if h.closed {
 		return false, nil
@@ -253,7 +267,8 @@ func (h *Handoff) Close() error {
 		h.pollerWoken = true
 		_ = h.p.Wake()
 	}
-	h.cond.Broadcast()
+	// Always, not only when parked: cheap, and Close is rare.
+	h.gate.open()
 	// The worker may still be in the kernel; releasing is safe anyway
 	// because Poller.Close waits for a waiter to leave before it frees
 	// anything.
