@@ -10,7 +10,6 @@ hang inside a Go call that waits for goroutines the child does not have.
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import struct
 import sys
@@ -125,7 +124,8 @@ class Native:
     def __init__(self, path: str) -> None:
         self.path = path
         self.pid = os.getpid()
-        self.blocking = _Functions(ctypes.CDLL(path))
+        self.dll = ctypes.CDLL(path)
+        self.blocking = _Functions(self.dll)
         self.quick = _Functions(ctypes.PyDLL(path))
         version = self.quick.abi_version()
         if version != ABI_VERSION:
@@ -182,5 +182,3 @@ def errbuf() -> Any:
     return ctypes.create_string_buffer(_ERRLEN)
 
 
-def errno_name(code: int) -> str:
-    return errno.errorcode.get(code, str(code))
