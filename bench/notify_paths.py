@@ -14,7 +14,8 @@ guest run does.  Candidates:
             state around every call);
   pythread  a plain Python worker thread around select.epoll (the design of
             Trio's guest mode and oremanj/aioguest), for reference;
-  direct    the host blocks in epoll itself: the floor, not a guest design.
+  direct    the host blocks in epoll itself: the floor, not a guest design;
+  godirect  the same through GoSelector.select (the cost of the Go call).
 
     python bench/notify_paths.py [--rounds N] [--repeat K]
 """
@@ -69,6 +70,19 @@ def direct(sock: socket.socket, rounds: int) -> float:
         sock.recv(1)
     dt = time.perf_counter() - t0
     ep.close()
+    return dt
+
+
+def godirect(sock: socket.socket, rounds: int) -> float:
+    sel = aioguest.GoSelector()
+    sel.register(sock, 1)
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        sock.send(b"x")
+        sel.select(None)
+        sock.recv(1)
+    dt = time.perf_counter() - t0
+    sel.close()
     return dt
 
 
@@ -143,7 +157,7 @@ def spawned(sock: socket.socket, rounds: int) -> object:
     return _go_round_trips(sock, rounds, start)
 
 
-CANDIDATES = {"direct": direct, "lent": lent, "spawned": spawned, "pythread": pythread}
+CANDIDATES = {"direct": direct, "godirect": godirect, "lent": lent, "spawned": spawned, "pythread": pythread}
 
 
 def main() -> None:
