@@ -157,7 +157,13 @@ def spawned(sock: socket.socket, rounds: int) -> object:
     return _go_round_trips(sock, rounds, start)
 
 
-CANDIDATES = {"direct": direct, "godirect": godirect, "lent": lent, "spawned": spawned, "pythread": pythread}
+CANDIDATES = {
+    "direct": direct,
+    "godirect": godirect,
+    "lent": lent,
+    "spawned": spawned,
+    "pythread": pythread,
+}
 
 
 def main() -> None:
