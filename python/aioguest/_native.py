@@ -131,19 +131,52 @@ class Native:
         if version != ABI_VERSION:
             raise ImportError(f"{path} speaks ABI {version}, this aioguest needs {ABI_VERSION}")
 
+    def disable_after_fork(self) -> None:
+        """In a forked child: make every entry point fail fast instead of hang.
+
+        Go's runtime threads do not exist in the child, so most Go calls
+        would block forever.  Objects inherited from the parent (an unclosed
+        event loop's selector, say) can still be reached, and garbage
+        collection closes them; so the stubs are installed on the shared
+        function tables that every object holds: calls raise a clear error,
+        and tearing down (remove, shutdown, close) succeeds without touching
+        the kernel objects.  Those are shared with the parent, not copied: an
+        EPOLL_CTL_DEL here would silently drop the parent's registration.
+        """
+        for functions in (self.quick, self.blocking):
+            for name in list(vars(functions)):
+                if name.endswith(("_remove", "_close", "_shutdown")):
+                    setattr(functions, name, _forgotten)
+                else:
+                    setattr(functions, name, _forked)
+
     def check_pid(self) -> None:
         # Go's runtime threads do not exist in a forked child; any Go call
         # that needs another goroutine (most of them) would hang forever.
         if os.getpid() != self.pid:
-            raise RuntimeError(
-                "aioguest cannot be used in a process forked from one that had "
-                "already loaded its Go library; start the child with the "
-                "'spawn' or 'forkserver' method, or use aioguest only in the child"
-            )
+            _forked()
+
+
+def _forked(*args: object) -> NoReturn:
+    raise RuntimeError(
+        "aioguest cannot be used in a process forked from one that had "
+        "already loaded its Go library; start the child with the "
+        "'spawn' or 'forkserver' method, or use aioguest only in the child"
+    )
+
+
+def _forgotten(*args: object) -> int:
+    return 0
 
 
 _lock = threading.Lock()
 _native: Native | None = None
+
+
+def _after_fork_in_child() -> None:
+    native = _native
+    if native is not None:
+        native.disable_after_fork()
 
 
 def library_path() -> str:
@@ -169,6 +202,8 @@ def load() -> Native:
                         "reinstall aioguest (pip install .) or run 'make lib'"
                     )
                 native = _native = Native(path)
+                if hasattr(os, "register_at_fork"):
+                    os.register_at_fork(after_in_child=_after_fork_in_child)
     native.check_pid()
     return native
 
@@ -180,5 +215,3 @@ def loaded() -> bool:
 
 def errbuf() -> Any:
     return ctypes.create_string_buffer(_ERRLEN)
-
-

@@ -37,6 +37,7 @@ import asyncio
 import functools
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -76,6 +77,21 @@ _live_runs: weakref.WeakSet[GuestRun] = weakref.WeakSet()
 # worker thread keeps reachable forever, and abandonment would go unseen.
 _waiting: set[GuestRun] = set()
 _atexit_registered = False
+
+
+def _forget_runs_after_fork() -> None:
+    # A forked child has the parent's runs but neither its host loop nor
+    # the worker threads: they are the parent's business.  Mark them done
+    # quietly, so the child neither warns about them nor tries to close
+    # them through a Go runtime it does not have.
+    for run in list(_live_runs):
+        run._abandoned = True
+    _live_runs.clear()
+    _waiting.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_runs_after_fork)
 
 
 class _Resume:
