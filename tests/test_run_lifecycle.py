@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import inspect
 import logging
@@ -16,6 +17,7 @@ import textwrap
 import threading
 import time
 import warnings
+import weakref
 
 import outcome
 import pytest
@@ -442,3 +444,93 @@ def test_base_exception_in_guest_ends_run_after_teardown(host, exc_type):
     loop, *rest = record
     assert rest == ["background finally"]
     assert loop.is_closed()
+
+
+# ---------------------------------------------------------------------------
+# failures of the handoff itself, and the worker/host hand-over
+
+
+@pytest.mark.parametrize("step", ["take", "request"])
+def test_handoff_failure_ends_run_with_that_error_after_teardown(host, monkeypatch, step):
+    """An OS error from the kernel wait must end the run (like an exception
+    out of select() under asyncio.run), not leave it stuck forever."""
+    from aioguest.handoff import Handoff
+
+    original = getattr(Handoff, step)
+    calls = []
+
+    def failing(self, *args):
+        calls.append(step)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, f"injected {step} failure")
+        return original(self, *args)
+
+    monkeypatch.setattr(Handoff, step, failing)
+    cleaned_up = []
+
+    async def main():
+        try:
+            for _ in range(5):
+                await asyncio.sleep(0.01)
+        finally:
+            cleaned_up.append(True)
+
+    out = host.run(main())
+    assert isinstance(out, outcome.Error), out
+    assert isinstance(out.error, OSError) and out.error.errno == errno.EIO
+    assert cleaned_up == [True], "teardown did not cancel the main task"
+
+
+def test_run_survives_gc_when_host_runs_turn_before_worker_resumes():
+    """Race: the worker hands a turn to the host, and the host runs it and
+    starts the next wait before the worker thread resumes.  The run must
+    still be held for that next wait, even though nobody else references it:
+    a garbage collection at that point must not end the guest."""
+    from aioguest import run as run_module
+
+    turns: queue.SimpleQueue = queue.SimpleQueue()
+    turns_run = [0]
+    turn_done = threading.Condition()
+    results: list = []
+    host_thread = threading.get_ident()
+
+    def threadsafe(fn):
+        with turn_done:
+            before = turns_run[0]
+            turns.put(fn)
+            if threading.get_ident() != host_thread:
+                # Hold the worker until the host has run this very turn
+                # (and so has requested the next wait).
+                turn_done.wait_for(lambda: turns_run[0] > before, timeout=5)
+
+    async def main():
+        for _ in range(3):
+            await asyncio.sleep(0.02)
+        return "finished"
+
+    aioguest.start_guest_run(
+        main(), run_sync_soon_threadsafe=threadsafe, done_callback=results.append
+    )
+    (the_run,) = run_module._live_runs
+    run_ref = weakref.ref(the_run)
+    del the_run
+    deadline = time.monotonic() + 10
+    while not results and time.monotonic() < deadline:
+        try:
+            fn = turns.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        fn()
+        del fn
+        with turn_done:
+            turns_run[0] += 1
+            turn_done.notify_all()
+        # Collect for a while after every turn: with the bookkeeping right,
+        # something (the wait set, the worker's hand-over, the host's queue)
+        # owns the run at every instant, so it can never be collected.
+        settle = time.monotonic() + 0.2
+        while time.monotonic() < settle and run_ref() is not None:
+            gc.collect()
+            time.sleep(0.002)
+    assert results, "the guest never finished: its run was collected mid-wait"
+    assert results[0].unwrap() == "finished"

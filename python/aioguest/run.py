@@ -192,7 +192,14 @@ class GuestRun:
         if self._in_wait:
             self._in_wait = False
             sel = self._selector
-            n = self._handoff.take(sel.buffer, sel.capacity)
+            try:
+                n = self._handoff.take(sel.buffer, sel.capacity)
+            except Exception as exc:
+                # The kernel wait itself failed: like an exception out of
+                # select() under asyncio.run, it ends the run, with teardown.
+                self._unhook()
+                self._advance(exc)
+                return
             self._pending = sel.decode(n) if n else None
         self._unhook()
         self._suspend = _RUNNING
@@ -229,7 +236,12 @@ class GuestRun:
             assert timeout is None or isinstance(timeout, (int, float))
             self._in_wait = True
             _waiting.add(self)
-            self._handoff.request(timeout, self._selector.capacity)
+            try:
+                self._handoff.request(timeout, self._selector.capacity)
+            except Exception as exc:
+                self._in_wait = False
+                _waiting.discard(self)
+                self._advance(exc)
 
     def _schedule_turn(self) -> None:
         self._run_sync_soon_not_threadsafe(_Resume(self))
@@ -494,16 +506,19 @@ def _notify(run_ref: weakref.ref[GuestRun]) -> bool:
     if run is None:
         return False
     resume = _Resume(run)
+    # Leave _waiting *before* handing the turn over: once the host has it,
+    # it may run the turn and start the next wait (adding the run again)
+    # before this thread gets the GIL back, and a discard after that would
+    # leave the next wait with nothing holding the run.  Until the host's
+    # queue holds ``resume``, our own locals keep the run alive.
+    _waiting.discard(run)
     try:
         run._run_sync_soon_threadsafe(resume)
     except BaseException:
         logger.exception("run_sync_soon_threadsafe raised; the guest run cannot go on")
-        _waiting.discard(run)
         if resume.disarm() is not None:
             run._abandon("its host's run_sync_soon_threadsafe raised")
         return False
-    # From here on the host's pending callback is what keeps the run alive.
-    _waiting.discard(run)
     return True
 
 
