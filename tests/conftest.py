@@ -9,6 +9,7 @@ touches the guest loop directly" behaviours are exercised.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import heapq
 import itertools
@@ -176,6 +177,19 @@ class _HostCode:
 
     def __repr__(self) -> str:
         return f"<host code {self.fn!r}>"
+
+
+# How long "promptly" may take in assertions: generous, because CI machines
+# are loaded; what the tests tell apart is prompt versus never/much later.
+PROMPT = 2.0
+
+
+def running_loop_in_host() -> Any:
+    """asyncio.get_running_loop() as seen from host code (None if it raises)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 @pytest.fixture

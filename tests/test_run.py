@@ -16,18 +16,10 @@ import outcome
 import pytest
 
 import aioguest
+from conftest import PROMPT, running_loop_in_host
 
 # A "prompt" wake-up: generous for a loaded 2-core CI machine, and still 50x
 # below the 100 s the guest would otherwise sleep.
-PROMPT = 2.0
-
-
-def running_loop_in_host():
-    """asyncio.get_running_loop() as seen from host code (None if it raises)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import time
 import outcome
 import pytest
 
-PROMPT = 2.0
+from conftest import PROMPT
 
 
 def test_socketpair_read_of_data_written_later_by_another_thread(host, spawn):

@@ -24,14 +24,6 @@ import pytest
 
 import aioguest
 
-
-def running_loop_in_host():
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 # ---------------------------------------------------------------------------
 # async generators
 
