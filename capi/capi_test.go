@@ -9,9 +9,14 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
+
+	"github.com/aioguest/aioguest/internal/abi"
+	"github.com/aioguest/aioguest/internal/poller"
 )
 
 // buildLib builds the library as the Makefile does, into a temp dir.
@@ -103,4 +108,38 @@ func TestLibrary(t *testing.T) {
 			t.Fatalf("smoke: %v\n%s", err, out)
 		}
 	})
+}
+
+// The header is the contract; the Go side must not drift from it.
+func TestHeaderConstantsMatchGo(t *testing.T) {
+	src, err := os.ReadFile("aioguest.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defines := map[string]int{}
+	re := regexp.MustCompile(`(?m)^#define AG_(\w+)\s+\(?(-?\d+)u?\)?`)
+	for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+		v, err := strconv.Atoi(m[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defines[m[1]] = v
+	}
+	want := map[string]int{
+		"ABI_VERSION": abi.Version, "READ": int(poller.Read), "WRITE": int(poller.Write),
+		"ERR_BASE": abi.ErrBase, "EINVAL": abi.EINVAL, "EBADHANDLE": abi.EBADHANDLE,
+		"EEXIST": abi.EEXIST, "ENOENT": abi.ENOENT, "EBUSY": abi.EBUSY,
+		"ECLOSED": abi.ECLOSED, "EUNSUPPORTED": abi.EUNSUPPORTED, "EINTERNAL": abi.EINTERNAL,
+	}
+	if len(defines) != len(want) {
+		t.Errorf("header defines %v, the test knows %v", defines, want)
+	}
+	for name, v := range want {
+		if got, ok := defines[name]; !ok || got != v {
+			t.Errorf("AG_%s: header %d (present %v), Go %d", name, got, ok, v)
+		}
+	}
+	if size := unsafe.Sizeof(poller.Event{}); size != 16 {
+		t.Errorf("poller.Event is %d bytes, ag_event is 16", size)
+	}
 }

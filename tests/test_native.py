@@ -71,3 +71,36 @@ def test_first_goselector_loads_library_and_starts_go_threads():
     assert out["selector"]["os_threads"] > 1  # the Go runtime's threads
     # closing it leaves no Python-level thread behind
     assert out["closed"]["py_threads"] == 1
+
+
+HEADER = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "capi", "aioguest.h"
+)
+
+
+def test_python_constants_match_the_c_header():
+    """capi/aioguest.h is the contract; the binding must not drift from it."""
+    import re
+
+    from aioguest import _native
+
+    with open(HEADER) as f:
+        defines = {
+            name: int(value)
+            for name, value in re.findall(r"(?m)^#define AG_(\w+)\s+\(?(-?\d+)u?\)?", f.read())
+        }
+    assert defines == {
+        "ABI_VERSION": _native.ABI_VERSION,
+        "READ": _native.READ,
+        "WRITE": _native.WRITE,
+        "ERR_BASE": _native.ERR_BASE,
+        "EINVAL": _native.EINVAL,
+        "EBADHANDLE": _native.EBADHANDLE,
+        "EEXIST": _native.EEXIST,
+        "ENOENT": _native.ENOENT,
+        "EBUSY": _native.EBUSY,
+        "ECLOSED": _native.ECLOSED,
+        "EUNSUPPORTED": _native.EUNSUPPORTED,
+        "EINTERNAL": _native.EINTERNAL,
+    }
+    assert _native.EVENT.size == 16  # sizeof(ag_event)
