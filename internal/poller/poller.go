@@ -59,6 +59,15 @@ func validate(fd int64, events uint32) error {
 
 // Add registers fd for events; tag comes back in every Event for fd.
 func (p *Poller) Add(fd int64, events, tag uint32) error {
+	return p.set(opAdd, fd, events, tag)
+}
+
+// Modify changes the interest set and tag of a registered fd.
+func (p *Poller) Modify(fd int64, events, tag uint32) error {
+	return p.set(opModify, fd, events, tag)
+}
+
+func (p *Poller) set(op ctlOp, fd int64, events, tag uint32) error {
 	if err := validate(fd, events); err != nil {
 		return err
 	}
@@ -67,35 +76,18 @@ func (p *Poller) Add(fd int64, events, tag uint32) error {
 	if p.closed {
 		return ErrClosed
 	}
-	if _, ok := p.regs[fd]; ok {
-		return ErrExist
+	if _, registered := p.regs[fd]; registered != (op == opModify) {
+		if registered {
+			return ErrExist
+		}
+		return ErrNotExist
 	}
 	// The kernel call happens under mu so the map and the kernel's
 	// interest set change together.  It never blocks, and it does not
 	// contend with the waiter, which does not hold mu while it sleeps
 	// (epoll_ctl during another thread's epoll_wait is explicitly
 	// supported: the epoll instance has its own locking).
-	if err := p.b.ctl(opAdd, fd, events, tag); err != nil {
-		return err
-	}
-	p.regs[fd] = events
-	return nil
-}
-
-// Modify changes the interest set and tag of a registered fd.
-func (p *Poller) Modify(fd int64, events, tag uint32) error {
-	if err := validate(fd, events); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return ErrClosed
-	}
-	if _, ok := p.regs[fd]; !ok {
-		return ErrNotExist
-	}
-	if err := p.b.ctl(opModify, fd, events, tag); err != nil {
+	if err := p.b.ctl(op, fd, events, tag); err != nil {
 		return err
 	}
 	p.regs[fd] = events
