@@ -197,7 +197,6 @@ class GuestRun:
             except Exception as exc:
                 # The kernel wait itself failed: like an exception out of
                 # select() under asyncio.run, it ends the run, with teardown.
-                self._unhook()
                 self._advance(exc)
                 return
             self._pending = sel.decode(n) if n else None
