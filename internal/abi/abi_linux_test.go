@@ -11,6 +11,7 @@ import (
 
 	"github.com/aioguest/aioguest/internal/abi/ctest"
 	"github.com/aioguest/aioguest/internal/poller"
+	"github.com/aioguest/aioguest/internal/testfd"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,15 +39,7 @@ func openHandoff(t *testing.T, ph uintptr) uintptr {
 	return h
 }
 
-func socketpair(t *testing.T) (int, int) {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
-	return fds[0], fds[1]
-}
+func socketpair(t testing.TB) (int, int) { return testfd.Socketpair(t) }
 
 func want(t *testing.T, what string, code int, msg string, wantCode int) {
 	t.Helper()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aioguest/aioguest/internal/poller"
+	"github.com/aioguest/aioguest/internal/testfd"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,15 +40,7 @@ func setup(t *testing.T) (*poller.Poller, *Handoff) {
 	return p, h
 }
 
-func socketpair(t *testing.T) (int, int) {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
-	return fds[0], fds[1]
-}
+func socketpair(t testing.TB) (int, int) { return testfd.Socketpair(t) }
 
 // worker runs Next in a loop on a locked OS thread, as the C worker
 // does, and reports each notification on the returned channel.  The

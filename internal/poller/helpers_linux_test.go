@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/aioguest/aioguest/internal/testfd"
 )
 
 func openPoller(t *testing.T) *Poller {
@@ -18,15 +18,7 @@ func openPoller(t *testing.T) *Poller {
 	return p
 }
 
-func socketpair(t testing.TB) (int, int) {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		t.Fatalf("socketpair: %v", err)
-	}
-	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
-	return fds[0], fds[1]
-}
+func socketpair(t testing.TB) (int, int) { return testfd.Socketpair(t) }
 
 // waitUntilWaiting blocks until some goroutine is inside p.Wait.  It
 // only proves the waiter got past the entry check, not that it is
