@@ -208,10 +208,5 @@ def load() -> Native:
     return native
 
 
-def loaded() -> bool:
-    """Whether the Go library (and so the Go runtime) is loaded yet."""
-    return _native is not None
-
-
 def errbuf() -> Any:
     return ctypes.create_string_buffer(_ERRLEN)

@@ -125,7 +125,3 @@ class Handoff:
             after()
         if rc < 0:
             _native.raise_error(rc, err, "cannot close the Go handoff")
-
-    @property
-    def worker(self) -> threading.Thread | None:
-        return self._worker

@@ -208,9 +208,10 @@ class GoSelector(selectors.BaseSelector):
 
     def poll(self) -> _Ready:
         """Collect what is ready now, without blocking (GIL kept)."""
-        n = self._quick.poller_wait(self._live_handle(), self._buf, self._cap, 0, self._err, 512)
+        err = self._err
+        n = self._quick.poller_wait(self._live_handle(), self._buf, self._cap, 0, err, len(err))
         if n < 0:
-            _native.raise_error(n, self._err, "poll failed")
+            _native.raise_error(n, err, "poll failed")
         return self.decode(n) if n else []
 
     def decode(self, n: int) -> _Ready:
