@@ -14,6 +14,7 @@ guest run does.  Candidates:
             state around every call);
   pythread  a plain Python worker thread around select.epoll (the design of
             Trio's guest mode and oremanj/aioguest), for reference;
+  pythread_go  pythread's structure with the kernel wait in Go (a diagnostic);
   direct    the host blocks in epoll itself: the floor, not a guest design;
   godirect  the same through GoSelector.select (the cost of the Go call).
 
@@ -111,6 +112,32 @@ def pythread(sock: socket.socket, rounds: int) -> float:
     return dt
 
 
+def pythread_go(sock: socket.socket, rounds: int) -> float:
+    """pythread's structure, but the kernel wait is a blocking Go call."""
+    sel = aioguest.GoSelector()
+    sel.register(sock, 1)
+    requests: queue.SimpleQueue[float | None] = queue.SimpleQueue()
+    notes: queue.SimpleQueue[object] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while (timeout := requests.get()) is not None:
+            notes.put(sel.wait(None if timeout < 0 else timeout))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        sock.send(b"x")
+        requests.put(-1)
+        notes.get()
+        sock.recv(1)
+    dt = time.perf_counter() - t0
+    requests.put(None)
+    thread.join()
+    sel.close()
+    return dt
+
+
 def _go_round_trips(sock: socket.socket, rounds: int, start: Callable[..., object]) -> float:
     sel = aioguest.GoSelector()
     sel.register(sock, 1)
@@ -163,6 +190,7 @@ CANDIDATES = {
     "lent": lent,
     "spawned": spawned,
     "pythread": pythread,
+    "pythread_go": pythread_go,
 }
 
 
