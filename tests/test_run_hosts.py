@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import queue
 import signal
 import socket
 import sys
@@ -61,6 +62,37 @@ def test_run_from_non_main_thread():
     out, host_thread_id = run_in_thread(host_thread, timeout=40)
     assert host_thread_id != threading.get_ident()
     assert out == outcome.Value(("t", b"t", b"child\n"))
+
+
+def test_two_runs_at_once_on_one_host_thread():
+    """Supported: each turn is one run_forever() of its own loop, and between
+    turns neither loop is running, so two guests interleave on one thread."""
+    callbacks: queue.SimpleQueue = queue.SimpleQueue()
+    results: dict = {}
+    seen_loops = []
+
+    async def guest(name, delay, rounds):
+        seen_loops.append((name, asyncio.get_running_loop()))
+        for _ in range(rounds):
+            await asyncio.sleep(delay)
+            seen_loops.append((name, asyncio.get_running_loop()))
+        return name
+
+    for name, delay, rounds in (("a", 0.01, 5), ("b", 0.015, 3)):
+        aioguest.start_guest_run(
+            guest(name, delay, rounds),
+            run_sync_soon_threadsafe=callbacks.put,
+            done_callback=lambda out, name=name: results.__setitem__(name, out),
+        )
+    deadline = time.monotonic() + 10
+    while len(results) < 2 and time.monotonic() < deadline:
+        try:
+            callbacks.get(timeout=0.5)()
+        except queue.Empty:
+            pass
+    assert {k: v.unwrap() for k, v in results.items()} == {"a": "a", "b": "b"}
+    loops = {name: {id(loop) for n, loop in seen_loops if n == name} for name in "ab"}
+    assert len(loops["a"]) == 1 and len(loops["b"]) == 1 and loops["a"] != loops["b"]
 
 
 def test_two_runs_at_once_on_two_host_threads():

@@ -526,3 +526,30 @@ def test_run_survives_gc_when_host_runs_turn_before_worker_resumes():
             time.sleep(0.002)
     assert results, "the guest never finished: its run was collected mid-wait"
     assert results[0].unwrap() == "finished"
+
+
+def test_host_refusing_the_first_turn_gets_its_own_error_back(caplog):
+    """The host's run_sync_soon raising at start is the host's error: it
+    propagates from start_guest_run, with nothing left behind (no pending
+    task logged as destroyed, no abandonment reported, no thread, no fd)."""
+
+    class HostClosed(Exception):
+        pass
+
+    def closed_host(fn):
+        raise HostClosed("queue closed")
+
+    async def main():
+        return "never"
+
+    with caplog.at_level(logging.ERROR), warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        with pytest.raises(HostClosed):
+            aioguest.start_guest_run(
+                main(), run_sync_soon_threadsafe=closed_host, done_callback=print
+            )
+        gc.collect()
+    assert not [w for w in warned if "abandoned" in str(w.message)]
+    # neither aioguest's "abandoned" nor asyncio's "Task was destroyed but it
+    # is pending!" (a main task created and then left behind)
+    assert not [r for r in caplog.records if r.name in ("aioguest", "asyncio")], caplog.records

@@ -167,21 +167,32 @@ class GuestRun:
         self._host_wakeup_fd: int | None = None
         self._add_signal_handler = getattr(loop, "add_signal_handler", None)
 
-        # The main task, created in the caller's context like asyncio.run
-        # does (the Task copies the current context).
-        self.task: asyncio.Task[Any] = loop.create_task(coro)
-        self._future: asyncio.Future[Any] = self.task
-        self._lifecycle_gen = self._lifecycle()
-        self._future = next(self._lifecycle_gen)
-        self._future.add_done_callback(self._on_future_done)
-
         self._handoff = selector.open_handoff()
         selector.guest_hook = self._select
+
+        # Hand the host the first turn before creating anything that would
+        # need undoing: a host that refuses (its queue is closed, say) gets
+        # its own error back from start_guest_run, with no task left to be
+        # "destroyed but pending" and no abandonment reported.  The host
+        # runs the turn later, once this constructor has finished.
+        first_turn = _Resume(self)
+        try:
+            self._run_sync_soon_not_threadsafe(first_turn)
+            # The main task, created in the caller's context like asyncio.run
+            # does (the Task copies the current context).
+            self.task: asyncio.Task[Any] = loop.create_task(coro)
+        except BaseException:
+            first_turn.disarm()
+            selector.guest_hook = None
+            raise
+        self._lifecycle_gen = self._lifecycle()
+        self._future: asyncio.Future[Any] = next(self._lifecycle_gen)
+        self._future.add_done_callback(self._on_future_done)
+
         self._install_signals()
         _live_runs.add(self)
         _register_atexit()
         self._handoff.start(functools.partial(_notify, weakref.ref(self)))
-        self._run_sync_soon_not_threadsafe(_Resume(self))
 
     # -- turns ----------------------------------------------------------
 
