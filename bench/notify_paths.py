@@ -87,55 +87,46 @@ def godirect(sock: socket.socket, rounds: int) -> float:
     return dt
 
 
-def pythread(sock: socket.socket, rounds: int) -> float:
-    ep = select.epoll()
-    ep.register(sock.fileno(), select.EPOLLIN)
-    requests: queue.SimpleQueue[float | None] = queue.SimpleQueue()
+def _worker_round_trips(sock: socket.socket, rounds: int, wait: Callable[[], object]) -> float:
+    """A Python worker thread calls wait() per request; queues carry both ways."""
+    requests: queue.SimpleQueue[bool] = queue.SimpleQueue()
     notes: queue.SimpleQueue[object] = queue.SimpleQueue()
 
     def worker() -> None:
-        while (timeout := requests.get()) is not None:
-            notes.put(ep.poll(timeout))
+        while requests.get():
+            notes.put(wait())
 
     thread = threading.Thread(target=worker)
     thread.start()
     t0 = time.perf_counter()
     for _ in range(rounds):
         sock.send(b"x")
-        requests.put(-1)
+        requests.put(True)
         notes.get()
         sock.recv(1)
     dt = time.perf_counter() - t0
-    requests.put(None)
+    requests.put(False)
     thread.join()
-    ep.close()
     return dt
+
+
+def pythread(sock: socket.socket, rounds: int) -> float:
+    ep = select.epoll()
+    ep.register(sock.fileno(), select.EPOLLIN)
+    try:
+        return _worker_round_trips(sock, rounds, ep.poll)
+    finally:
+        ep.close()
 
 
 def pythread_go(sock: socket.socket, rounds: int) -> float:
     """pythread's structure, but the kernel wait is a blocking Go call."""
     sel = aioguest.GoSelector()
     sel.register(sock, 1)
-    requests: queue.SimpleQueue[float | None] = queue.SimpleQueue()
-    notes: queue.SimpleQueue[object] = queue.SimpleQueue()
-
-    def worker() -> None:
-        while (timeout := requests.get()) is not None:
-            notes.put(sel.wait(None if timeout < 0 else timeout))
-
-    thread = threading.Thread(target=worker)
-    thread.start()
-    t0 = time.perf_counter()
-    for _ in range(rounds):
-        sock.send(b"x")
-        requests.put(-1)
-        notes.get()
-        sock.recv(1)
-    dt = time.perf_counter() - t0
-    requests.put(None)
-    thread.join()
-    sel.close()
-    return dt
+    try:
+        return _worker_round_trips(sock, rounds, lambda: sel.wait(None))
+    finally:
+        sel.close()
 
 
 def _go_round_trips(sock: socket.socket, rounds: int, start: Callable[..., object]) -> float:
