@@ -109,7 +109,7 @@ class _Resume:
         self._run: GuestRun | None = run
 
     def __call__(self) -> None:
-        run, self._run = self._run, None
+        run = self.disarm()
         if run is not None:
             run._turn()
 
