@@ -108,6 +108,14 @@ int ag_poller_wait(void *poller, ag_event *buf, int32_t cap, int64_t timeout_ns,
  * Safe from any thread; wake-ups are coalesced. */
 int ag_poller_wake(void *poller, char *err, size_t errlen);
 
+/* Returns a file descriptor that polls readable whenever ag_poller_wait
+ * would return at once (a registered fd is ready, or a wake-up is
+ * pending), so a host loop can watch the poller itself and then collect
+ * with ag_poller_wait(timeout_ns = 0), with no thread in between.  The
+ * descriptor belongs to the poller: don't close it; it is gone after
+ * ag_poller_close.  AG_EUNSUPPORTED where the OS has no such descriptor. */
+int ag_poller_fd(void *poller, char *err, size_t errlen);
+
 /* ---- handoff --------------------------------------------------------- */
 
 /* Creates a handoff bound to poller (which must stay open until the

@@ -59,6 +59,12 @@ func ag_poller_wake(poller unsafe.Pointer, err *C.char, errlen C.size_t) C.int {
 	return ret(code, msg, err, errlen)
 }
 
+//export ag_poller_fd
+func ag_poller_fd(poller unsafe.Pointer, err *C.char, errlen C.size_t) C.int {
+	code, msg := abi.PollerFd(uintptr(poller))
+	return ret(code, msg, err, errlen)
+}
+
 //export ag_handoff_open
 func ag_handoff_open(poller unsafe.Pointer, out *unsafe.Pointer, err *C.char, errlen C.size_t) C.int {
 	code, msg := abi.HandoffOpen(uintptr(poller), out)

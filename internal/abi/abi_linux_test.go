@@ -67,6 +67,7 @@ func allOps(t *testing.T, h uintptr, pollerCode, handoffCode int) {
 		"poller_remove": func() (int, string) { return PollerRemove(h, 0) },
 		"poller_wait":   func() (int, string) { return PollerWait(h, buf, 4, 0) },
 		"poller_wake":   func() (int, string) { return PollerWake(h) },
+		"poller_fd":     func() (int, string) { return PollerFd(h) },
 		"handoff_open":  func() (int, string) { return HandoffOpen(h, &out) },
 	} {
 		code, msg := f()
@@ -103,6 +104,7 @@ func TestWrongKindHandles(t *testing.T) {
 		"poller_add":       first(PollerAdd(hh, 0, poller.Read, 0)),
 		"poller_wait":      first(PollerWait(hh, buf, 1, 0)),
 		"poller_wake":      first(PollerWake(hh)),
+		"poller_fd":        first(PollerFd(hh)),
 		"poller_close":     first(PollerClose(hh)),
 		"handoff_open":     first(HandoffOpen(hh, &out)),
 		"handoff_request":  first(HandoffRequest(ph, 0, 1)),
@@ -338,5 +340,17 @@ func TestSpawnCallsCNotify(t *testing.T) {
 	want(t, "close", first(HandoffClose(hh)), "", 0)
 	if got := c.Load(); got != rounds {
 		t.Fatalf("notify count %d, want %d", got, rounds)
+	}
+}
+
+func TestPollerFd(t *testing.T) {
+	ph := openPoller(t)
+	fd, msg := PollerFd(ph)
+	if fd < 0 {
+		t.Fatalf("poller_fd: %d %s", fd, msg)
+	}
+	// The descriptor is the poller's own: a second call names the same.
+	if again, _ := PollerFd(ph); again != fd {
+		t.Fatalf("poller_fd changed: %d then %d", fd, again)
 	}
 }

@@ -126,6 +126,17 @@ func PollerWait(h uintptr, buf []poller.Event, n int32, timeout int64) (int, str
 	})
 }
 
+// PollerFd implements ag_poller_fd: the descriptor is the return value.
+func PollerFd(h uintptr) (int, string) {
+	return guard("ag_poller_fd", func() (int, error) {
+		e, err := lookupPoller(h)
+		if err != nil {
+			return 0, err
+		}
+		return e.p.Fd()
+	})
+}
+
 // PollerWake implements ag_poller_wake.
 func PollerWake(h uintptr) (int, string) {
 	return guard("ag_poller_wake", func() (int, error) {

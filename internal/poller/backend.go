@@ -15,7 +15,7 @@ const (
 )
 
 // backend is everything one OS must provide.  Keep it this small: each
-// new OS (kqueue, IOCP) is one file implementing these five methods plus
+// new OS (kqueue, IOCP) is one file implementing these six methods plus
 // openBackend.
 //
 // Threading contract, enforced by Poller: wait and drainWake are only
@@ -43,6 +43,12 @@ type backend interface {
 
 	// close releases the kernel objects.
 	close() error
+
+	// pollFd is a descriptor that polls readable whenever wait would
+	// return at once (a ready registration or a pending wake-up), or -1
+	// if the OS has no such thing.  It lets a host loop watch the poller
+	// itself instead of parking a thread in wait.
+	pollFd() int
 }
 
 // errInterrupted is what a backend returns when a signal cut the wait

@@ -115,6 +115,22 @@ func (p *Poller) Remove(fd int64) error {
 	return p.b.ctl(opRemove, fd, 0, 0)
 }
 
+// Fd returns a descriptor that polls readable while Wait would return at
+// once, for hosts that watch it with their own loop and then call Wait
+// with a zero timeout.  It belongs to the poller and dies with Close.
+func (p *Poller) Fd() (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return -1, ErrClosed
+	}
+	fd := p.b.pollFd()
+	if fd < 0 {
+		return -1, ErrUnsupported
+	}
+	return fd, nil
+}
+
 // Wake makes the current wait, or if none the next one, return promptly
 // with no records.  Safe from any thread; N wakes before the waiter
 // drains cost one backend write.

@@ -153,3 +153,7 @@ func (b *epollBackend) close() error {
 	}
 	return err2
 }
+
+// An epoll instance is itself pollable: it reports readable while its
+// ready list is non-empty, and the wake-up eventfd is on that list.
+func (b *epollBackend) pollFd() int { return b.epfd }

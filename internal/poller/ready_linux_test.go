@@ -146,3 +146,63 @@ func TestManyFDs(t *testing.T) {
 		t.Fatalf("two small waits saw %d distinct fds, want %d", len(seen), pairs)
 	}
 }
+
+// readable polls fd once, without blocking.
+func readable(t *testing.T, fd int) bool {
+	t.Helper()
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(pfd, 0)
+	if err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+	return n == 1 && pfd[0].Revents&unix.POLLIN != 0
+}
+
+// A host loop watches Fd instead of parking a thread in Wait; it must
+// see exactly the states in which Wait would return at once.
+func TestFdPollsReadableWhileWaitWouldReturn(t *testing.T) {
+	p := openPoller(t)
+	fd, err := p.Fd()
+	if err != nil {
+		t.Fatalf("Fd: %v", err)
+	}
+	a, b := socketpair(t)
+	if err := p.Add(int64(a), Read, 1); err != nil {
+		t.Fatal(err)
+	}
+	if readable(t, fd) {
+		t.Fatal("readable with nothing ready")
+	}
+	if _, err := unix.Write(b, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if !readable(t, fd) {
+		t.Fatal("not readable with a ready registration")
+	}
+	var buf [1]byte
+	if _, err := unix.Read(a, buf[:]); err != nil {
+		t.Fatal(err)
+	}
+	if readable(t, fd) {
+		t.Fatal("still readable after the data was consumed")
+	}
+	// A wake-up is pending until a wait drains it, and a zero-timeout
+	// wait is enough to drain it.
+	if err := p.Wake(); err != nil {
+		t.Fatal(err)
+	}
+	if !readable(t, fd) {
+		t.Fatal("not readable with a wake-up pending")
+	}
+	evs := make([]Event, 4)
+	if n, err := p.Wait(evs, 0); err != nil || n != 0 {
+		t.Fatalf("Wait(0) = %d, %v", n, err)
+	}
+	if readable(t, fd) {
+		t.Fatal("readable after the wake-up was drained")
+	}
+	p.Close()
+	if _, err := p.Fd(); err != ErrClosed {
+		t.Fatalf("Fd after Close: %v, want ErrClosed", err)
+	}
+}
