@@ -94,6 +94,7 @@ class _Functions:
         self.poller_remove = self._fn(dll, "ag_poller_remove", c_int, p, c_int64, *e)
         self.poller_wait = self._fn(dll, "ag_poller_wait", c_int, p, p, c_int32, c_int64, *e)
         self.poller_wake = self._fn(dll, "ag_poller_wake", c_int, p, *e)
+        self.poller_fd = self._fn(dll, "ag_poller_fd", c_int, p, *e)
         self.handoff_open = self._fn(dll, "ag_handoff_open", c_int, p, ctypes.POINTER(p), *e)
         self.handoff_shutdown = self._fn(dll, "ag_handoff_shutdown", c_int, p, *e)
         self.handoff_close = self._fn(dll, "ag_handoff_close", c_int, p, *e)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import math
 import selectors
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from selectors import EVENT_READ, EVENT_WRITE, SelectorKey
 from typing import TYPE_CHECKING, Any
@@ -109,6 +110,11 @@ class GoSelector(selectors.BaseSelector):
         self._view: memoryview | None = None
         self._grow(64)
         self._handoff: Handoff | None = None
+        # Handoffs closed but not yet released (their worker could not be
+        # joined at once), and the poller handle waiting for them.
+        self._release_lock = threading.Lock()
+        self._unreleased = 0
+        self._orphan: int | None = None
         #: Set by a guest run: replaces the blocking wait of ``select()``.
         self.guest_hook: Callable[[float | None], _Ready] | None = None
 
@@ -228,6 +234,20 @@ class GoSelector(selectors.BaseSelector):
                     ready.append((key, events))
         return ready
 
+    def fileno(self) -> int:
+        """The poller's own descriptor, as ``EpollSelector.fileno()``.
+
+        It polls readable whenever :meth:`poll` would return something (or
+        a :meth:`wake` is pending), so a host loop can watch it in place of
+        a thread blocked in :meth:`wait`.  Don't close it: it belongs to the
+        selector.
+        """
+        err = self._err
+        fd = self._quick.poller_fd(self._live_handle(), err, len(err))
+        if fd < 0:
+            _native.raise_error(fd, err, "the poller has no pollable descriptor")
+        return int(fd)
+
     def wake(self) -> None:
         """Make a thread blocked in :meth:`wait` return; safe from any thread."""
         handle = self._handle
@@ -268,6 +288,26 @@ class GoSelector(selectors.BaseSelector):
 
     # -- closing --------------------------------------------------------
 
+    def close_handoff(self) -> None:
+        """Stop the handoff's worker and release the handoff (if any); the
+        selector stays usable and may open a new one."""
+        handoff, self._handoff = self._handoff, None
+        if handoff is not None:
+            with self._release_lock:
+                self._unreleased += 1
+            handoff.close(after=self._handoff_released)
+
+    def _handoff_released(self) -> None:
+        # Runs where the handoff was released: here, or on its worker
+        # thread if that could not be joined in time.
+        with self._release_lock:
+            self._unreleased -= 1
+            handle = self._orphan if self._unreleased == 0 else None
+            if handle is not None:
+                self._orphan = None
+        if handle is not None:
+            self._close_poller(handle)
+
     def close(self) -> None:
         handle, self._handle = self._handle, None
         self._fd_to_key.clear()
@@ -276,14 +316,15 @@ class GoSelector(selectors.BaseSelector):
         self.guest_hook = None
         if handle is None:
             return
-        handoff, self._handoff = self._handoff, None
-        if handoff is None:
-            self._close_poller(handle)
-        else:
-            # The poller must outlive the handoff that waits on it; if the
-            # worker thread cannot be joined right now, it closes both on
-            # its way out.
-            handoff.close(after=lambda: self._close_poller(handle))
+        self.close_handoff()
+        with self._release_lock:
+            if self._unreleased:
+                # The poller must outlive every handoff that waits on it
+                # (Go refuses to close it before); a worker that could not
+                # be joined yet closes it on its way out.
+                self._orphan = handle
+                return
+        self._close_poller(handle)
 
     def _close_poller(self, handle: int) -> None:
         err = _native.errbuf()
