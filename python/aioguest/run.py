@@ -1,34 +1,19 @@
-"""A guest run: an unmodified asyncio event loop, driven in turns by a host.
+"""A guest run: ``asyncio.run``, with its loop driven in turns by a host.
 
-How a turn works (``docs/design.md`` has the reasoning and the numbers):
+The turn mechanics (what a turn is, where the wait happens, how an idle
+guest is woken) live in :mod:`aioguest.turn`; ``docs/design.md`` has the
+reasoning and the numbers.  This module adds what ``asyncio.run`` adds on
+top of ``run_until_complete``:
 
-* A *turn* is one call of ``loop.run_forever()`` on the host thread, made from
-  a callback the host runs.  While it lasts the loop is the running loop,
-  exactly as under ``asyncio.run``; between turns it is not, so host code
-  keeps seeing its own world (its running loop, its async-generator hooks,
-  which ``run_forever`` itself saves and restores).
-* The loop's selector is a :class:`~aioguest.selector.GoSelector` whose
-  guest hook is :meth:`GuestRun._select`.  When asyncio asks it to wait
-  (``select(timeout)`` with a positive or no timeout) and nothing is ready
-  right now, the hook calls ``loop.stop()`` instead of blocking, so the turn
-  ends after this iteration, and the run hands "wait at most *timeout*" to
-  the Go worker.  When the wait ends the worker schedules the next turn
-  with ``run_sync_soon_threadsafe``; its first ``select()`` returns what the
-  worker collected.  asyncio computed the timeout itself: we never read or
-  patch its private scheduling state.
-* A turn that keeps finding work (``select(0)``) ends when its time slice is
-  used up, and the next turn is queued behind whatever the host has pending,
-  so a busy guest cannot starve the host.
-* Host code that schedules guest work while the guest is idle (``call_soon``,
-  ``call_later``/``call_at``, ``Event.set()``, ``Task.cancel()``...) must end
-  the wait early.  Every such path goes through the loop's ``call_soon`` or
-  ``call_at``, looked up on the instance, so while the guest is idle (and
-  only then) the run shadows those two methods on the loop instance with
-  wrappers that also wake the worker.
-* The ``asyncio.run`` lifecycle (run the main task, cancel what is left,
-  shut down async generators and the default executor, close the loop) is a
-  generator, :meth:`GuestRun._lifecycle`, that yields each future it would
-  pass to ``run_until_complete``; the driver runs turns until it is done.
+* the lifecycle (run the main task, cancel what is left, shut down async
+  generators and the default executor, close the loop) is a generator,
+  :meth:`GuestRun._lifecycle`, that yields each future ``asyncio.run`` would
+  pass to ``run_until_complete``; the run hands the driver turns until the
+  current future is done, then feeds the generator;
+* Ctrl-C cancels the main task as under ``asyncio.Runner``, and the host's
+  signal wake-up fd survives a guest that uses ``add_signal_handler``;
+* a host that drops the run is reported, and the run is torn down without
+  the turns it would need.
 """
 
 from __future__ import annotations
@@ -36,12 +21,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import os
 import signal
 import sys
 import threading
-import time
 import warnings
 import weakref
 from asyncio import selector_events
@@ -52,6 +35,7 @@ from typing import Any, TypeVar
 import outcome
 
 from .selector import GoSelector
+from .turn import DEFAULT_TIME_SLICE, Driver, PollerWatcher
 
 __all__ = ["DEFAULT_TIME_SLICE", "GuestRun", "start_guest_run"]
 
@@ -59,23 +43,9 @@ T = TypeVar("T")
 
 logger = logging.getLogger("aioguest")
 
-#: How long one turn may keep running ready callbacks before it yields the
-#: host thread back to the host (seconds).
-DEFAULT_TIME_SLICE = 0.005
-
-_Ready = list[tuple[Any, int]]
 _HostCallback = Callable[[Callable[[], None]], object]
 
-# ``_suspend`` values besides a timeout: the turn is not ending by our hand.
-_RUNNING = object()
-
 _live_runs: weakref.WeakSet[GuestRun] = weakref.WeakSet()
-# Runs with a wait in flight.  During a wait nothing else may hold the run
-# (the host holds no callback of ours, the user may hold nothing at all),
-# so this set keeps it alive; the worker itself only holds a weak reference,
-# otherwise a host that drops its queue would leave a cycle that the running
-# worker thread keeps reachable forever, and abandonment would go unseen.
-_waiting: set[GuestRun] = set()
 _atexit_registered = False
 
 
@@ -87,40 +57,10 @@ def _forget_runs_after_fork() -> None:
     for run in list(_live_runs):
         run._abandoned = True
     _live_runs.clear()
-    _waiting.clear()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_runs_after_fork)
-
-
-class _Resume:
-    """The callback a run hands its host: runs one turn, exactly once.
-
-    It doubles as the run's abandonment detector: a host that drops a
-    pending guest callback without running it (it stopped its loop, say)
-    has abandoned the run, and the only trace of that is this object being
-    destroyed while still armed.
-    """
-
-    __slots__ = ("_run",)
-
-    def __init__(self, run: GuestRun) -> None:
-        self._run: GuestRun | None = run
-
-    def __call__(self) -> None:
-        run = self.disarm()
-        if run is not None:
-            run._turn()
-
-    def disarm(self) -> GuestRun | None:
-        run, self._run = self._run, None
-        return run
-
-    def __del__(self) -> None:
-        run = self.disarm()
-        if run is not None:
-            run._abandon("its host dropped a pending guest callback without running it")
 
 
 class GuestRun:
@@ -135,31 +75,13 @@ class GuestRun:
         run_sync_soon_not_threadsafe: _HostCallback,
         done_callback: Callable[[outcome.Outcome[Any]], object],
         time_slice: float,
+        poller_watcher: PollerWatcher | None = None,
     ) -> None:
         self._loop = loop
         self._selector = selector
-        self._run_sync_soon_threadsafe = run_sync_soon_threadsafe
-        self._run_sync_soon_not_threadsafe = run_sync_soon_not_threadsafe
         self._done_callback = done_callback
-        self._time_slice = time_slice
-
         self._finished = False
         self._abandoned = False
-        # Per turn: why the turn is ending (_RUNNING, or the wait timeout
-        # asyncio asked for: None = no limit, 0 = run again at once).
-        self._suspend: object = _RUNNING
-        self._turn_deadline = 0.0
-        # Events the worker collected, for the first select() of a turn.
-        self._pending: _Ready | None = None
-        # Idle bookkeeping: see _suspend_for and _poke.
-        self._in_wait = False
-        self._rerun = False
-        self._idle_deadline = math.inf
-        self._hooked = False
-        self._call_soon = loop.call_soon
-        self._call_at = loop.call_at
-        self._idle_call_soon_bound = self._idle_call_soon
-        self._idle_call_at_bound = self._idle_call_at
 
         # Ctrl-C and the host's signal wake-up fd (see _install_signals).
         self._interrupts = 0
@@ -167,23 +89,28 @@ class GuestRun:
         self._host_wakeup_fd: int | None = None
         self._add_signal_handler = getattr(loop, "add_signal_handler", None)
 
-        self._handoff = selector.open_handoff()
-        selector.guest_hook = self._select
-
+        self._driver = Driver(
+            loop,
+            selector,
+            run_sync_soon_threadsafe=run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe=run_sync_soon_not_threadsafe,
+            on_stop=self._on_stop,
+            on_abandon=self._abandon,
+            time_slice=time_slice,
+            watcher=poller_watcher,
+        )
         # Hand the host the first turn before creating anything that would
         # need undoing: a host that refuses (its queue is closed, say) gets
         # its own error back from start_guest_run, with no task left to be
         # "destroyed but pending" and no abandonment reported.  The host
         # runs the turn later, once this constructor has finished.
-        first_turn = _Resume(self)
+        self._driver.start()
         try:
-            self._run_sync_soon_not_threadsafe(first_turn)
             # The main task, created in the caller's context like asyncio.run
             # does (the Task copies the current context).
             self.task: asyncio.Task[Any] = loop.create_task(coro)
         except BaseException:
-            first_turn.disarm()
-            selector.guest_hook = None
+            self._driver.close()
             raise
         self._lifecycle_gen = self._lifecycle()
         self._future: asyncio.Future[Any] = next(self._lifecycle_gen)
@@ -192,138 +119,15 @@ class GuestRun:
         self._install_signals()
         _live_runs.add(self)
         _register_atexit()
-        self._handoff.start(functools.partial(_notify, weakref.ref(self)))
 
-    # -- turns ----------------------------------------------------------
-
-    def _turn(self) -> None:
+    def _on_stop(self, exc: BaseException | None) -> None:
+        """The driver's turn ended with the loop stopped by someone else."""
         if self._finished or self._abandoned:
             return
-        loop = self._loop
-        if self._in_wait:
-            self._in_wait = False
-            sel = self._selector
-            try:
-                n = self._handoff.take(sel.buffer, sel.capacity)
-            except Exception as exc:
-                # The kernel wait itself failed: like an exception out of
-                # select() under asyncio.run, it ends the run, with teardown.
-                self._advance(exc)
-                return
-            self._pending = sel.decode(n) if n else None
-        self._unhook()
-        self._suspend = _RUNNING
-        self._rerun = False
-        self._turn_deadline = time.perf_counter() + self._time_slice
-        sniffio_local = _sniffio_thread_local()
-        if sniffio_local is not None:
-            # Libraries that ask sniffio which async library runs them
-            # must hear "asyncio" inside the guest, even when the host is
-            # Trio (which set this thread-local for its own callbacks).
-            prev_library, sniffio_local.name = sniffio_local.name, "asyncio"
-        try:
-            loop.run_forever()
-        except BaseException as exc:
-            # What escapes run_forever (KeyboardInterrupt or SystemExit from
-            # a callback, or a broken loop) escapes run_until_complete in
-            # asyncio.run too: it goes into the lifecycle, like there.
-            self._pending = None
-            self._advance(exc)
-            return
-        finally:
-            if sniffio_local is not None:
-                sniffio_local.name = prev_library
-        self._pending = None
-        if self._future.done():
-            self._advance(None)
-        elif self._suspend is _RUNNING:
+        if exc is None and not self._future.done():
             # Nobody but the guest itself stops the loop otherwise.
-            self._advance(RuntimeError("Event loop stopped before Future completed."))
-        elif self._rerun or self._suspend == 0:
-            self._schedule_turn()
-        else:
-            timeout = self._suspend
-            assert timeout is None or isinstance(timeout, (int, float))
-            self._in_wait = True
-            _waiting.add(self)
-            try:
-                self._handoff.request(timeout, self._selector.capacity)
-            except Exception as exc:
-                self._in_wait = False
-                _waiting.discard(self)
-                self._advance(exc)
-
-    def _schedule_turn(self) -> None:
-        self._run_sync_soon_not_threadsafe(_Resume(self))
-
-    # -- the selector's guest hook ------------------------------------------
-
-    def _select(self, timeout: float | None) -> _Ready:
-        pending = self._pending
-        if pending is not None:
-            self._pending = None
-            if pending:
-                return pending
-        ready = self._selector.poll()
-        if not ready and (timeout is None or timeout > 0):
-            self._suspend_for(timeout)
-        elif time.perf_counter() >= self._turn_deadline:
-            self._suspend_for(0)
-        return ready
-
-    def _suspend_for(self, timeout: float | None) -> None:
-        """End this turn after the current iteration; then wait *timeout*."""
-        self._suspend = timeout
-        if timeout != 0:
-            # From here until the next turn the guest is idle as far as
-            # asyncio knows: anything scheduled now must wake it.  That
-            # includes the rest of this very iteration (a timer due within
-            # the clock resolution may schedule more work after select).
-            self._idle_deadline = math.inf if timeout is None else self._loop.time() + timeout
-            self._hook()
-        self._loop.stop()
-
-    # -- waking an idle guest -----------------------------------------------
-
-    def _hook(self) -> None:
-        if not self._hooked:
-            attrs = self._loop.__dict__
-            attrs["call_soon"] = self._idle_call_soon_bound
-            attrs["call_at"] = self._idle_call_at_bound
-            self._hooked = True
-
-    def _unhook(self) -> None:
-        if self._hooked:
-            attrs = self._loop.__dict__
-            attrs.pop("call_soon", None)
-            attrs.pop("call_at", None)
-            self._hooked = False
-
-    def _idle_call_soon(self, callback: Callable[..., object], *args: Any, **kw: Any) -> Any:
-        handle = self._call_soon(callback, *args, **kw)
-        self._poke()
-        return handle
-
-    def _idle_call_at(
-        self, when: float, callback: Callable[..., object], *args: Any, **kw: Any
-    ) -> Any:
-        handle = self._call_at(when, callback, *args, **kw)
-        # A timer later than the wait's end changes nothing: the wait ends
-        # first and asyncio computes the next timeout with it included.
-        if when < self._idle_deadline:
-            self._poke()
-        return handle
-
-    def _poke(self) -> None:
-        # One wake-up per idle period is enough: the next turn recomputes
-        # everything, so the wrappers go away until the guest idles again.
-        self._unhook()
-        if self._in_wait:
-            self._handoff.wake()
-        else:
-            # Still inside the turn that decided to idle (or between its end
-            # and the request): skip the wait altogether.
-            self._rerun = True
+            exc = RuntimeError("Event loop stopped before Future completed.")
+        self._advance(exc)
 
     # -- the asyncio.run lifecycle --------------------------------------------
 
@@ -395,7 +199,6 @@ class GuestRun:
 
     def _advance(self, exc: BaseException | None) -> None:
         """Feed the lifecycle the end of the current future (or *exc*)."""
-        self._unhook()
         try:
             if exc is None:
                 future = self._lifecycle_gen.send(None)
@@ -409,7 +212,7 @@ class GuestRun:
             return
         self._future = future
         future.add_done_callback(self._on_future_done)
-        self._schedule_turn()
+        self._driver.resume()
 
     def _on_future_done(self, future: asyncio.Future[Any]) -> None:
         # A future that was already replaced must not stop a later turn:
@@ -420,7 +223,7 @@ class GuestRun:
     def _finish(self, result: outcome.Outcome[Any]) -> None:
         self._finished = True
         _live_runs.discard(self)
-        _waiting.discard(self)
+        self._driver.close()
         self._restore_sigint()
         self._restore_wakeup_fd()
         self._selector.close()
@@ -480,7 +283,7 @@ class GuestRun:
             return
         self._abandoned = True
         _live_runs.discard(self)
-        _waiting.discard(self)
+        self._driver.close()
         try:
             warnings.warn(
                 f"aioguest: a guest run was abandoned ({reason}); its main task "
@@ -493,7 +296,6 @@ class GuestRun:
             )
         except Exception:  # noqa: S110 - e.g. during interpreter shutdown
             pass
-        self._unhook()
         # Closes the lifecycle without its teardown (it would need turns).
         self._lifecycle_gen.close()
         self._restore_sigint()
@@ -508,28 +310,6 @@ class GuestRun:
                 logger.exception("closing an abandoned guest loop failed")
         else:
             self._selector.close()
-
-
-def _notify(run_ref: weakref.ref[GuestRun]) -> bool:
-    """Worker thread: the wait the host asked for is over; hand over a turn."""
-    run = run_ref()
-    if run is None:
-        return False
-    resume = _Resume(run)
-    # Leave _waiting *before* handing the turn over: once the host has it,
-    # it may run the turn and start the next wait (adding the run again)
-    # before this thread gets the GIL back, and a discard after that would
-    # leave the next wait with nothing holding the run.  Until the host's
-    # queue holds ``resume``, our own locals keep the run alive.
-    _waiting.discard(run)
-    try:
-        run._run_sync_soon_threadsafe(resume)
-    except BaseException:
-        logger.exception("run_sync_soon_threadsafe raised; the guest run cannot go on")
-        if resume.disarm() is not None:
-            run._abandon("its host's run_sync_soon_threadsafe raised")
-        return False
-    return True
 
 
 def _on_sigint(run_ref: weakref.ref[GuestRun], signum: int, frame: FrameType | None) -> None:
@@ -554,11 +334,6 @@ def _thread_join_timeout() -> float:
     from asyncio import constants
 
     return float(getattr(constants, "THREAD_JOIN_TIMEOUT", 300))
-
-
-def _sniffio_thread_local() -> Any:
-    sniffio = sys.modules.get("sniffio")
-    return getattr(sniffio, "thread_local", None) if sniffio is not None else None
 
 
 def _register_atexit() -> None:
@@ -627,6 +402,7 @@ def start_guest_run(
     debug: bool | None = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     time_slice: float = DEFAULT_TIME_SLICE,
+    poller_watcher: PollerWatcher | None = None,
 ) -> asyncio.Task[T] | None:
     """Start running *coro* as an asyncio guest of another event loop.
 
@@ -646,6 +422,12 @@ def start_guest_run(
     raised (``done_callback`` then gets that error).  ``time_slice`` bounds
     (in seconds) how long one turn runs ready guest callbacks before
     handing the thread back to the host.
+
+    ``poller_watcher`` (an :class:`aioguest.turn.PollerWatcher`) is for hosts
+    whose own loop can watch a file descriptor and run a timer: the guest
+    then waits in the host's loop, watching the Go poller's descriptor,
+    and no worker thread is started.  The host adapters in
+    :mod:`aioguest.hosts` pass one where their toolkit allows it.
     """
     try:
         if not callable(run_sync_soon_threadsafe):
@@ -662,6 +444,11 @@ def start_guest_run(
             raise TypeError("debug must be True, False or None")
         if not isinstance(time_slice, (int, float)) or not time_slice > 0:
             raise ValueError("time_slice must be a positive number of seconds")
+        if poller_watcher is not None and not all(
+            callable(getattr(poller_watcher, name, None))
+            for name in ("watch", "unwatch", "call_later")
+        ):
+            raise TypeError("poller_watcher must have watch, unwatch and call_later methods")
         if not asyncio.iscoroutine(coro):
             raise ValueError(f"a coroutine was expected, got {coro!r}")
         if asyncio._get_running_loop() is not None:
@@ -704,6 +491,7 @@ def start_guest_run(
             run_sync_soon_not_threadsafe,
             done_callback,
             float(time_slice),
+            poller_watcher,
         )
     except BaseException:
         _close_coroutine(coro)
