@@ -13,8 +13,10 @@ import asyncio
 import gc
 import heapq
 import itertools
+import math
 import os
 import queue
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,8 +38,13 @@ class QueueHost:
     host thread; violations are recorded here and fail the run).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, watch: bool = False) -> None:
         self.queue: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
+        # watch=True: the host also watches the poller's fd itself (the
+        # PollerWatcher path) instead of leaving the wait to the worker; a
+        # pipe then wakes the pump for callbacks queued from other threads.
+        self.poller_watcher: PumpWatcher | None = PumpWatcher(self) if watch else None
+        self._wake_r, self._wake_w = os.pipe() if watch else (-1, -1)
         self.thread_id: int | None = None
         self.threadsafe_calls = 0
         self.not_threadsafe_calls = 0
@@ -59,6 +66,8 @@ class QueueHost:
         self.threadsafe_calls += 1
         self.threadsafe_callers.add(threading.get_ident())
         self.queue.put(fn)
+        if self._wake_w >= 0:
+            os.write(self._wake_w, b"x")
 
     def run_sync_soon_not_threadsafe(self, fn: Callable[[], Any]) -> None:
         self.not_threadsafe_calls += 1
@@ -102,6 +111,8 @@ class QueueHost:
         self.thread_id = threading.get_ident()
         if not_threadsafe:
             kwargs["run_sync_soon_not_threadsafe"] = self.run_sync_soon_not_threadsafe
+        if self.poller_watcher is not None:
+            kwargs.setdefault("poller_watcher", self.poller_watcher)
         self.task = aioguest.start_guest_run(
             coro,
             run_sync_soon_threadsafe=self.run_sync_soon_threadsafe,
@@ -141,6 +152,9 @@ class QueueHost:
             wait = deadline - now
             if self._timers:
                 wait = min(wait, self._timers[0][0] - now)
+            if self.poller_watcher is not None:
+                self._pump_watching(wait)
+                continue
             try:
                 fn = self.queue.get(timeout=max(wait, 0))
             except queue.Empty:
@@ -160,10 +174,96 @@ class QueueHost:
         assert self.done_thread_ids == [self.thread_id], "done_callback off the host thread"
         return self.outcomes[0]
 
+    def _pump_watching(self, wait: float) -> None:
+        """One host loop iteration that also watches the poller's fd."""
+        watcher = self.poller_watcher
+        assert watcher is not None
+        wait = min(wait, watcher.next_timer() - time.monotonic())
+        if not self.queue.empty():
+            wait = 0
+        poll = select.poll()
+        poll.register(self._wake_r, select.POLLIN)
+        watched = watcher.fd
+        if watched is not None:
+            poll.register(watched, select.POLLIN)
+        ready = dict(poll.poll(max(math.ceil(wait * 1000), 0)))
+        if ready.get(self._wake_r):
+            os.read(self._wake_r, 4096)
+        if watched is not None and ready.get(watched) and watcher.fd == watched:
+            watcher.fire()
+        watcher.run_due_timers()
+        while not self.outcomes:
+            try:
+                fn = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            self._run_one(fn)
+
+    def close(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
     def run(self, coro: Any, timeout: float = 10, **kwargs: Any) -> outcome.Outcome:
         """start_guest_run(coro, **kwargs) and pump until it is done."""
         self.start(coro, **kwargs)
         return self.pump(timeout)
+
+
+class PumpWatcher:
+    """QueueHost's PollerWatcher: its pump polls the fd and runs the timers."""
+
+    def __init__(self, host: QueueHost) -> None:
+        self.host = host
+        self.fd: int | None = None
+        self.callback: Callable[[], None] | None = None
+        self.watch_calls = 0
+        self.fired = 0
+        self._timers: list[tuple[float, int, list[Any]]] = []
+        self._seq = itertools.count()
+
+    def _check_thread(self, what: str) -> None:
+        if threading.get_ident() != self.host.thread_id:
+            self.host.violations.append(f"PollerWatcher.{what} called off the host thread")
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> None:
+        self._check_thread("watch")
+        self.watch_calls += 1
+        self.fd, self.callback = fd, callback
+
+    def unwatch(self) -> None:
+        self._check_thread("unwatch")
+        self.fd = self.callback = None
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Callable[[], None]:
+        self._check_thread("call_later")
+        entry: list[Any] = [callback]
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), entry))
+
+        def cancel() -> None:
+            entry[0] = None
+
+        return cancel
+
+    def next_timer(self) -> float:
+        while self._timers and self._timers[0][2][0] is None:
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else math.inf
+
+    def fire(self) -> None:
+        callback = self.callback
+        if callback is not None:
+            self.fired += 1
+            callback()
+
+    def run_due_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, entry = heapq.heappop(self._timers)
+            callback, entry[0] = entry[0], None
+            if callback is not None:
+                callback()
 
 
 class _HostCode:
@@ -192,8 +292,18 @@ def running_loop_in_host() -> Any:
         return None
 
 
+@pytest.fixture(params=["worker", "watch"])
+def host(request: pytest.FixtureRequest) -> Iterator[QueueHost]:
+    """The queue host, once with the Go worker waiting, once watching the
+    poller's fd itself (every test that uses it runs in both modes)."""
+    h = QueueHost(watch=request.param == "watch")
+    yield h
+    h.close()
+
+
 @pytest.fixture
-def host() -> QueueHost:
+def worker_host() -> QueueHost:
+    """The queue host with the Go worker waiting (worker-specific tests)."""
     return QueueHost()
 
 

@@ -83,10 +83,11 @@ def test_without_not_threadsafe_callback_uses_threadsafe_one(host):
     assert task.result() == "ok"
 
 
-def test_not_threadsafe_callback_only_called_on_host_thread(host, spawn):
+def test_not_threadsafe_callback_only_called_on_host_thread(worker_host, spawn):
     """Waits end on a worker thread; its wake-up must come through the
     threadsafe callback, never the not-threadsafe one (the host records any
     off-thread call as a violation and the run fails)."""
+    host = worker_host
 
     async def main():
         loop = asyncio.get_running_loop()

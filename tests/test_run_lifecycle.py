@@ -443,9 +443,10 @@ def test_base_exception_in_guest_ends_run_after_teardown(host, exc_type):
 
 
 @pytest.mark.parametrize("step", ["take", "request"])
-def test_handoff_failure_ends_run_with_that_error_after_teardown(host, monkeypatch, step):
+def test_handoff_failure_ends_run_with_that_error_after_teardown(worker_host, monkeypatch, step):
     """An OS error from the kernel wait must end the run (like an exception
     out of select() under asyncio.run), not leave it stuck forever."""
+    host = worker_host
     from aioguest.handoff import Handoff
 
     original = getattr(Handoff, step)
