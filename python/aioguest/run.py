@@ -96,6 +96,7 @@ class GuestRun:
             run_sync_soon_not_threadsafe=run_sync_soon_not_threadsafe,
             on_stop=self._on_stop,
             on_abandon=self._abandon,
+            on_host_error=self._host_failed,
             time_slice=time_slice,
             watcher=poller_watcher,
         )
@@ -213,6 +214,48 @@ class GuestRun:
         self._future = future
         future.add_done_callback(self._on_future_done)
         self._driver.resume()
+
+    def _host_failed(self, exc: BaseException) -> None:
+        """The host refused to schedule our next turn, on its own thread.
+
+        No more turns will come, but we are on the host thread right now:
+        finish the run here, as ``asyncio.run`` would after an exception
+        escaped ``run_until_complete`` -- the failure goes into the
+        lifecycle, whose teardown runs to completion on the spot (blocking
+        the host briefly, with the selector waiting for real), and
+        ``done_callback`` gets the outcome.
+        """
+        if self._finished or self._abandoned:
+            return
+        loop = self._loop
+        gen = self._lifecycle_gen
+        error: BaseException | None = exc
+        result: outcome.Outcome[Any]
+        # run_forever refuses to start under another running loop: a host
+        # that is itself asyncio has its loop set while it calls us.
+        host_loop = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(None)
+        try:
+            while True:
+                try:
+                    future = gen.send(None) if error is None else gen.throw(error)
+                except StopIteration as stop:
+                    result = outcome.Value(stop.value)
+                    break
+                except BaseException as failure:
+                    result = outcome.Error(failure)
+                    break
+                error = None
+                if future.done():
+                    continue
+                future.add_done_callback(lambda _: loop.stop())
+                try:
+                    loop.run_forever()
+                except BaseException as failure:
+                    error = failure
+        finally:
+            asyncio.events._set_running_loop(host_loop)
+        self._finish(result)
 
     def _on_future_done(self, future: asyncio.Future[Any]) -> None:
         # A future that was already replaced must not stop a later turn:

@@ -138,6 +138,9 @@ class Driver:
     ``run_forever``).  The driver is then idle until :meth:`resume`.
     ``on_abandon(reason)`` is called if the host drops a pending callback,
     or its ``run_sync_soon_threadsafe`` raises on the worker thread.
+    ``on_host_error(exc)`` is called, on the host thread and with the driver
+    already closed, if ``run_sync_soon_not_threadsafe`` raises there (the
+    exception propagates to the host instead when it is None).
     ``run_forever`` replaces ``loop.run_forever`` as what a turn calls (a
     loop subclass whose own ``run_forever`` drives turns passes its base
     class's).
@@ -152,6 +155,7 @@ class Driver:
         run_sync_soon_not_threadsafe: _HostCallback,
         on_stop: Callable[[BaseException | None], object],
         on_abandon: Callable[[str], object] | None = None,
+        on_host_error: Callable[[BaseException], object] | None = None,
         time_slice: float = DEFAULT_TIME_SLICE,
         watcher: PollerWatcher | None = None,
         run_forever: Callable[[], None] | None = None,
@@ -164,6 +168,7 @@ class Driver:
         self._run_sync_soon_not_threadsafe = run_sync_soon_not_threadsafe
         self._on_stop = on_stop
         self._on_abandon = on_abandon
+        self._on_host_error = on_host_error
         self._time_slice = time_slice
         self._watcher = watcher
         self._run_forever = run_forever if run_forever is not None else loop.run_forever
@@ -217,7 +222,7 @@ class Driver:
     def resume(self) -> None:
         """After ``on_stop``: hand the host the next turn."""
         if not self._closed:
-            self._schedule_turn()
+            self._reschedule()
 
     @property
     def closed(self) -> bool:
@@ -322,7 +327,7 @@ class Driver:
             finally:
                 error = None  # no frame <-> traceback cycle
         elif self._rerun or self._suspend == 0:
-            self._schedule_turn()
+            self._reschedule()
         else:
             timeout = self._suspend
             assert timeout is None or isinstance(timeout, (int, float))
@@ -331,6 +336,20 @@ class Driver:
     def _end_turn(self) -> None:
         if self._watcher is not None and not self._watching and not self._closed:
             self._watch()
+
+    def _reschedule(self) -> None:
+        try:
+            self._schedule_turn()
+        except BaseException as exc:
+            # The host refused a callback on its own thread (its loop is
+            # shutting down, say).  No turn will come from it again; the
+            # owner decides what that means (GuestRun finishes the run on
+            # the spot, so the failure becomes the run's outcome).
+            on_host_error = self._on_host_error
+            self.close()
+            if on_host_error is None:
+                raise
+            on_host_error(exc)
 
     def _schedule_turn(self) -> None:
         resume = _Resume(self)
@@ -466,7 +485,7 @@ class Driver:
             # the cheapest wake-up is simply queueing the turn.
             self._in_wait = False
             self._stop_timer()
-            self._schedule_turn()
+            self._reschedule()
 
     # -- failures -----------------------------------------------------------
 

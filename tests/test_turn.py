@@ -1,0 +1,256 @@
+"""The turn engine: the Driver on its own, and the host-watches-the-poller mode."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import select
+import socket
+import threading
+import warnings
+from typing import Any
+
+import outcome
+import pytest
+
+import aioguest
+from aioguest.turn import Driver
+from conftest import QueueHost
+
+# ---------------------------------------------------------------------------
+# Driver on its own: a loop whose run_forever runs as a guest of a queue host
+
+
+class GuestModeLoop(asyncio.SelectorEventLoop):
+    """run_forever/run_until_complete run as guests of a trivial host loop."""
+
+    def __init__(self) -> None:
+        self.selector = aioguest.GoSelector()
+        super().__init__(self.selector)
+        self.turns = 0
+
+    def run_forever(self) -> None:
+        host = QueueHost()
+        host.thread_id = threading.get_ident()
+        stopped: list[BaseException | None] = []
+
+        def counted_run_forever() -> None:
+            self.turns += 1
+            super(GuestModeLoop, self).run_forever()
+
+        driver = Driver(
+            self,
+            self.selector,
+            run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe=host.run_sync_soon_not_threadsafe,
+            on_stop=stopped.append,
+            run_forever=counted_run_forever,
+        )
+        driver.start()
+        try:
+            while not stopped:
+                host.queue.get(timeout=10)()
+        finally:
+            driver.close()
+        assert not host.violations, host.violations
+        if stopped[0] is not None:
+            raise stopped[0]
+
+
+@pytest.fixture
+def guest_loop():
+    loop = GuestModeLoop()
+    yield loop
+    loop.close()
+
+
+def test_driver_runs_run_until_complete_in_several_turns(guest_loop):
+    async def main() -> int:
+        for _ in range(3):
+            await asyncio.sleep(0.005)
+        return 42
+
+    assert guest_loop.run_until_complete(main()) == 42
+    # Each sleep ends a turn; the loop ran in more than one.
+    assert guest_loop.turns >= 4
+    # The driver is gone once run_forever returns: nothing of it is left on
+    # the loop or the selector, and a second run_forever works.
+    assert "stop" not in guest_loop.__dict__
+    assert guest_loop.selector.guest_hook is None
+    assert guest_loop.run_until_complete(main()) == 42
+
+
+def test_driver_reports_a_stop_made_by_guest_code(guest_loop):
+    guest_loop.call_later(0.01, guest_loop.stop)
+    guest_loop.run_forever()
+    assert not guest_loop.is_running()
+
+
+def test_driver_passes_on_what_escapes_run_forever(guest_loop):
+    def boom() -> None:
+        raise KeyboardInterrupt
+
+    guest_loop.call_later(0.01, boom)
+    with pytest.raises(KeyboardInterrupt):
+        guest_loop.run_forever()
+    # And the loop is usable afterwards, as natively.
+    assert guest_loop.run_until_complete(asyncio.sleep(0, "ok")) == "ok"
+
+
+def test_driver_refuses_a_loop_that_already_runs_as_a_guest(guest_loop):
+    kwargs: dict[str, Any] = dict(
+        run_sync_soon_threadsafe=print, run_sync_soon_not_threadsafe=print, on_stop=print
+    )
+    first = Driver(guest_loop, guest_loop.selector, **kwargs)
+    try:
+        with pytest.raises(ValueError, match="already running as a guest"):
+            Driver(guest_loop, guest_loop.selector, **kwargs)
+    finally:
+        first.close()
+
+
+# ---------------------------------------------------------------------------
+# The host watches the poller's fd
+
+
+@pytest.fixture
+def watch_host():
+    h = QueueHost(watch=True)
+    yield h
+    h.close()
+
+
+def test_watching_host_runs_io_and_cross_thread_wakeups_without_any_thread(watch_host, spawn):
+    host = watch_host
+    threads_during: list[set[str]] = []
+
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            b.setblocking(False)
+            threads_during.append({t.name for t in threading.enumerate()})
+            spawn(b.send, b"ping", delay=0.02)
+            data = await loop.sock_recv(a, 4)
+            fut = loop.create_future()
+            spawn(loop.call_soon_threadsafe, fut.set_result, b"!", delay=0.02)
+            data += await asyncio.wait_for(fut, 5)
+            await asyncio.sleep(0.01)
+            return data
+
+    assert host.run(main()) == outcome.Value(b"ping!")
+    assert not any(name.startswith("aioguest") for name in threads_during[0])
+    # Every wake-up came through the watched fd or the host's own timers.
+    assert host.threadsafe_calls == 0
+    assert host.poller_watcher is not None and host.poller_watcher.fired >= 2
+
+
+def test_watch_is_dropped_while_a_nested_host_loop_runs_inside_a_turn(watch_host):
+    """Guest code that spins the host loop (a modal dialog) while the guest
+    has unread I/O: a level-triggered watch would fire on every nested
+    iteration for nothing; the driver stops watching until the turn ends."""
+    host = watch_host
+    watcher = host.poller_watcher
+    assert watcher is not None
+
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            recv = asyncio.ensure_future(loop.sock_recv(a, 1))
+            await asyncio.sleep(0)  # the reader is registered now
+            b.send(b"x")
+            fired_before = watcher.fired
+            for _ in range(50):
+                host._pump_watching(0)  # the nested host loop, inside a turn
+            nested_fires = watcher.fired - fired_before
+            assert nested_fires <= 1, f"the watch fired {nested_fires} times in a nested loop"
+            return await asyncio.wait_for(recv, 5)
+
+    assert host.run(main()) == outcome.Value(b"x")
+
+
+def test_fd_events_first_host_does_not_starve_queued_turns(watch_host):
+    """Tk serves readable fds before idle callbacks.  With a guest that keeps
+    an fd readable and is busy, a queued turn must still run."""
+    host = watch_host
+    watcher = host.poller_watcher
+    assert watcher is not None
+
+    def fd_first(wait: float) -> None:
+        # One event per iteration, readable fds before queued callbacks.
+        if watcher.fd is not None:
+            p = select.poll()
+            p.register(watcher.fd, select.POLLIN)
+            if p.poll(0):
+                watcher.fire()
+                return
+        watcher.run_due_timers()
+        try:
+            fn = host.queue.get(timeout=max(0.0, min(wait, 0.01)))
+        except queue.Empty:
+            return
+        host._run_one(fn)
+
+    host._pump_watching = fd_first  # type: ignore[method-assign]
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            b.send(b"never read")
+            seen = []
+            loop.add_reader(a, seen.append, 1)  # a reader that never drains
+            try:
+                # Longer than a time slice: the run needs queued turns.
+                end = loop.time() + 0.05
+                while loop.time() < end:
+                    await asyncio.sleep(0)
+            finally:
+                loop.remove_reader(a)
+            return len(seen)
+
+    result = host.run(main())
+    assert result.unwrap() > 0
+
+
+# ---------------------------------------------------------------------------
+# A host that refuses a later turn on its own thread
+
+
+class RefusingHost(QueueHost):
+    def __init__(self, watch: bool, refuse_after: int) -> None:
+        super().__init__(watch=watch)
+        self.refuse_after = refuse_after
+
+    def run_sync_soon_not_threadsafe(self, fn: Any) -> None:
+        if self.not_threadsafe_calls >= self.refuse_after:
+            raise RuntimeError("host is shutting down")
+        super().run_sync_soon_not_threadsafe(fn)
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["worker", "watch"])
+def test_host_refusing_a_later_turn_ends_the_run_with_its_error_after_teardown(watch):
+    host = RefusingHost(watch, refuse_after=3)
+    cleaned_up = []
+
+    async def main() -> None:
+        try:
+            while True:
+                await asyncio.sleep(0)
+        finally:
+            cleaned_up.append(True)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "abandoned" RuntimeWarning
+            out = host.run(main())
+    finally:
+        host.close()
+    assert isinstance(out, outcome.Error)
+    assert isinstance(out.error, RuntimeError)
+    assert str(out.error) == "host is shutting down"
+    assert cleaned_up == [True]
+    assert host.loop.is_closed()
