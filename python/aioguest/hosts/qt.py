@@ -263,6 +263,9 @@ class QtWatcher:
     def __init__(self, host: QtHost) -> None:
         self._host = host
         self._notifier: Any = None
+        # Every timer made, strongly: the bindings hold only weak references
+        # to a bound method connected as a slot.
+        self._timers: list[_Timer] = []
         self._free_timers: list[_Timer] = []
 
     def watch(self, fd: int, callback: Callable[[], None]) -> None:
@@ -286,7 +289,11 @@ class QtWatcher:
             notifier.deleteLater()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Callable[[], None]:
-        timer = self._free_timers.pop() if self._free_timers else _Timer(self)
+        if self._free_timers:
+            timer = self._free_timers.pop()
+        else:
+            timer = _Timer(self)
+            self._timers.append(timer)
         return timer.arm(delay, callback)
 
 
@@ -544,5 +551,6 @@ async def exec_dialog(dialog: Any) -> int:
             dialog.finished.disconnect(on_finished)
         except (RuntimeError, TypeError):
             pass  # the dialog is gone, or the binding disconnected it already
-        if not result.done() and dialog.isVisible():
+        # Cancelling the task cancelled the future too: no result came.
+        if (not result.done() or result.cancelled()) and dialog.isVisible():
             dialog.reject()
