@@ -1,0 +1,1 @@
+"""The benchmark workloads (asyncio and Trio versions) and their helpers."""
