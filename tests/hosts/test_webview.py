@@ -24,40 +24,56 @@ import pytest
 APP = Path(__file__).resolve().parents[2] / "examples" / "webview_app.py"
 
 
-def native_library_problem() -> str | None:
-    """Why webview-python cannot load its native library here, or None.
+def provide_native_library(scratch: Path) -> dict[str, str]:
+    """The environment under which ``import webview`` finds its native
+    library without the network; skips the test if there is none.
 
-    Checked without importing ``webview``: its import loads the library and,
-    if it is missing, downloads it from GitHub.
+    Checked without importing ``webview`` here: its import loads the library
+    and, if it is missing, downloads it from GitHub releases.  webviewpy's
+    wheel (PyPI) carries a libwebview.so with the same C API; webview-python
+    takes a local "download base" directory and copies the library from it.
     """
+    if sys.platform != "linux":
+        pytest.skip("only tested on Linux (WebKitGTK)")
     spec = importlib.util.find_spec("webview")
     if spec is None or not spec.submodule_search_locations:
-        return "webview-python is not installed (pip install webview-python)"
+        pytest.skip("webview-python is not installed (requirements/hosts.txt)")
     package = Path(next(iter(spec.submodule_search_locations)))
     if not (package / "_webview_ffi.py").exists():
-        return f"the 'webview' module at {package} is not webview-python"
+        pytest.skip(f"the 'webview' module at {package} is not webview-python")
     lib = package / "libwebview.x86_64.so"
-    if sys.platform != "linux":
-        return "only tested on Linux (WebKitGTK)"
+    # Never let webview-python reach for the network.
+    env = {"WEBVIEW_DOWNLOAD_BASE": str(scratch / "no-such-dir")}
     if not lib.exists():
-        return (
-            f"webview-python's native library is missing ({lib}): the package "
-            "downloads it from GitHub releases on first import, which this machine "
-            "cannot reach; tools/system-deps.sh documents how to provide it"
-        )
+        donor = importlib.util.find_spec("webviewpy")
+        if donor is None or donor.origin is None:
+            pytest.skip(
+                f"webview-python's native library is missing ({lib}) and webviewpy, "
+                "whose wheel carries one, is not installed: webview-python would "
+                "download it from GitHub releases on first import, which fails offline"
+            )
+        lib = Path(donor.origin).parent / "platform" / "linux" / "x64" / "libwebview.so"
+        version_dir = scratch / "webview-lib" / os.environ.get("WEBVIEW_VERSION", "0.9.0")
+        version_dir.mkdir(parents=True, exist_ok=True)
+        (version_dir / "libwebview.x86_64.so").symlink_to(lib)
+        env["WEBVIEW_DOWNLOAD_BASE"] = str(scratch / "webview-lib")
     proc = subprocess.run(["ldd", str(lib)], capture_output=True, text=True)
     missing = [line.split()[0] for line in proc.stdout.splitlines() if "not found" in line]
     if missing:
-        return f"{lib.name} needs {', '.join(missing)} (Debian: libwebkitgtk-6.0-4, libvulkan1)"
-    return None
+        pytest.skip(
+            f"{lib} needs {', '.join(missing)} (Debian: the webkit group of tools/system-deps.sh)"
+        )
+    return env
+
+
+# Filled in by the webview_ready fixture (session-wide).
+CHILD_ENV: dict[str, str] = {}
 
 
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
-            # Never let webview-python reach for the network.
-            "WEBVIEW_DOWNLOAD_BASE": "/nonexistent",
             "GTK_A11Y": "none",
             "NO_AT_BRIDGE": "1",
             # Xvfb has no GPU: keep WebKit and GTK on software paths.
@@ -65,14 +81,14 @@ def child_env() -> dict[str, str]:
             "LIBGL_ALWAYS_SOFTWARE": "1",
         }
     )
+    env.update(CHILD_ENV)
     return env
 
 
 @pytest.fixture(scope="session")
-def webview_ready(x_display: str) -> str:
-    problem = native_library_problem()
-    if problem:
-        pytest.skip(problem)
+def webview_ready(x_display: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if not CHILD_ENV:
+        CHILD_ENV.update(provide_native_library(tmp_path_factory.mktemp("webview")))
     return x_display
 
 
