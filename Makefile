@@ -1,11 +1,14 @@
 # aioguest build, check and test entry points (GNU make).
 #
-#   make lib        build python/aioguest/<library> for in-tree development
-#   make go-check   gofmt, go vet, go test -race, a short fuzz run
-#   make venv       .venv (Python 3.11) with `pip install ".[test,dev]"`
-#   make lint       ruff + mypy
-#   make test       go-check, lint, pytest in .venv, pytest on $(PYTHONS)
-#   make demo       run examples/demo.py from .venv
+#   make lib          build python/aioguest/<library> for in-tree development
+#   make system-deps  Debian packages the host toolkits need (apt-get; quick
+#                     when present): tools/system-deps.sh
+#   make go-check     gofmt, go vet, go test -race, a short fuzz run
+#   make venv         .venv (Python 3.11): `pip install ".[test,dev]"` plus
+#                     the host toolkits of requirements/hosts.txt
+#   make lint         ruff + mypy
+#   make test         system-deps, go-check, lint, pytest in .venv, pytest on $(PYTHONS)
+#   make demo         run examples/demo.py from .venv
 #   make clean
 #
 # Knobs (override on the command line, e.g. `make test PYTHONS=3.12`):
@@ -13,6 +16,8 @@
 #   PYTHONS     the other Pythons `make test` runs the suite on (own venvs,
 #               .venv-<version>; a missing interpreter is skipped with a notice)
 #   FUZZTIME    per fuzz target
+#   HOSTS_REQ   extra pip arguments for every test venv (default: the host
+#               toolkits; `make test HOSTS_REQ=` skips them, and their tests skip)
 #   PYTEST_ARGS extra pytest arguments
 
 SHELL := bash
@@ -27,7 +32,8 @@ PYENV_ROOT ?= $(HOME)/.pyenv
 MAIN_PYTHON := 3.11
 PYTHONS ?= 3.10 3.12 3.13
 FUZZTIME ?= 10s
-FUZZ_PKG := ./internal/abi
+FUZZ_PKGS := ./internal/abi ./internal/handoff
+HOSTS_REQ ?= -r requirements/hosts.txt
 PYTEST_ARGS ?=
 PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 
@@ -57,7 +63,7 @@ PKG_DEPS := $(GO_DEPS) $(PY_SRCS) setup.py pyproject.toml
 # Run Python tools against the installed package only, never python/.
 NO_SRC_PATH := env -u PYTHONPATH
 
-.PHONY: all lib go-check venv lint test pytest pytest-matrix demo clean
+.PHONY: all lib system-deps go-check venv lint test pytest pytest-matrix demo clean
 
 all: test
 
@@ -77,13 +83,17 @@ go-check:
 	    echo "go-check: these files need gofmt:" >&2; echo "$$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race ./...
-	@fuzzers=$$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $(FUZZ_PKG)/*_test.go 2>/dev/null \
-	            | cut -d' ' -f2 | sort -u || true); \
-	if [ -z "$$fuzzers" ]; then echo "go-check: no Fuzz targets in $(FUZZ_PKG), skipping fuzzing"; fi; \
-	for f in $$fuzzers; do \
-	    echo "$(GO) test -run='^\$$' -fuzz='^$$f\$$' -fuzztime=$(FUZZTIME) $(FUZZ_PKG)"; \
-	    $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $(FUZZ_PKG); \
+	@for pkg in $(FUZZ_PKGS); do \
+	    fuzzers=$$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$pkg/*_test.go 2>/dev/null \
+	               | cut -d' ' -f2 | sort -u || true); \
+	    for f in $$fuzzers; do \
+	        echo "$(GO) test -run='^\$$' -fuzz='^$$f\$$' -fuzztime=$(FUZZTIME) $$pkg"; \
+	        $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	    done; \
 	done
+
+system-deps:
+	@bash tools/system-deps.sh
 
 # ------------------------------------------------------------------ Python
 
@@ -100,7 +110,7 @@ define venv_install
 	    echo "creating $(1) with $$py"; "$$py" -m venv --clear $(1); fi
 	@echo "installing aioguest[$(3)] into $(1)"
 	@rm -rf build
-	AIOGUEST_GO='$(GO)' $(NO_SRC_PATH) $(1)/bin/python -m pip install $(PIP_FLAGS) ".[$(3)]"
+	AIOGUEST_GO='$(GO)' $(NO_SRC_PATH) $(1)/bin/python -m pip install $(PIP_FLAGS) ".[$(3)]" $(HOSTS_REQ)
 	@rm -rf build
 	@cd / && $(NO_SRC_PATH) $(abspath $(1))/bin/python -c '$(check_import)'
 	@touch $@
@@ -116,12 +126,13 @@ check_import := import os, sys, aioguest; \
 
 venv: .venv/.installed
 
-.venv/.installed: $(PKG_DEPS)
+# system-deps first: PyGObject builds from source against Debian's headers.
+.venv/.installed: $(PKG_DEPS) requirements/hosts.txt | system-deps
 	$(call venv_install,.venv,$(MAIN_PYTHON),test$(comma)dev)
 
 # (precious: make would otherwise delete these stamps as intermediate files)
 .PRECIOUS: .venv-%/.installed
-.venv-%/.installed: $(PKG_DEPS)
+.venv-%/.installed: $(PKG_DEPS) requirements/hosts.txt | system-deps
 	$(call venv_install,.venv-$*,$*,test)
 
 lint: venv
@@ -144,7 +155,7 @@ pytest-%: .venv-%/.installed
 	@echo "pytest on Python $* (.venv-$*)"
 	$(NO_SRC_PATH) .venv-$*/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-test: go-check lint pytest pytest-matrix
+test: system-deps go-check lint pytest pytest-matrix
 
 demo: venv
 	$(NO_SRC_PATH) .venv/bin/python examples/demo.py
