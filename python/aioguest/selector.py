@@ -27,6 +27,11 @@ __all__ = ["GoSelector"]
 
 _Ready = list[tuple[SelectorKey, int]]
 
+# File descriptors are C ints.  A bigger number must be refused before it
+# reaches ctypes, which wraps an int64 argument modulo 2**64 without a word
+# (2**64 + 5 would register fd 5).
+_MAX_FD = 2**31 - 1
+
 # A timeout this long is "forever" for any practical purpose; the Go side
 # resumes its kernel wait in chunks until the deadline, so no overflow.
 _MAX_TIMEOUT_NS = 2**62
@@ -137,6 +142,8 @@ class GoSelector(selectors.BaseSelector):
         key = SelectorKey(fileobj, self._fileobj_lookup(fileobj), events, data)
         if key.fd in self._fd_to_key:
             raise KeyError(f"{fileobj!r} (FD {key.fd}) is already registered")
+        if key.fd > _MAX_FD:
+            raise OverflowError("Python int too large to convert to C int")  # as EpollSelector
         handle = self._live_handle()
         self._next_tag = tag = (self._next_tag + 1) & 0xFFFFFFFF
         rc = self._quick.poller_add(handle, key.fd, events, tag, self._err, len(self._err))
