@@ -27,6 +27,7 @@ import pytest
 
 import aioguest
 from aioguest.hosts import asyncio as aio_host
+from conftest import PROMPT
 
 TIMEOUT = 20
 
@@ -54,6 +55,12 @@ def uvloop_baseline(go_runtime: None) -> None:
             await asyncio.wait_for(aio_host.run(asyncio.sleep(0.001), watch_poller=watch), TIMEOUT)
 
     run_host(main, new_loop=new_uvloop)
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Wait until predicate() holds (run_host's deadline bounds it)."""
+    while not predicate():
+        await asyncio.sleep(0.001)
 
 
 def run_host(
@@ -370,7 +377,7 @@ def test_host_code_wakes_an_idle_guest(watch_poller):
         box[0].set()
         t0 = time.monotonic()
         woke = await aio_host.wait(g)
-        assert woke - t0 < 1.0  # prompt, not at some later poll
+        assert woke - t0 < PROMPT  # prompt, not at some later poll
 
     run_host(main)
 
@@ -415,6 +422,7 @@ def test_cancelled_waiter_cancels_the_guest_and_waits_for_its_teardown(watch_pol
     log: list[str] = []
 
     async def guest() -> None:
+        log.append("started")
         try:
             await asyncio.sleep(10)
         finally:
@@ -423,13 +431,16 @@ def test_cancelled_waiter_cancels_the_guest_and_waits_for_its_teardown(watch_pol
 
     async def main() -> None:
         g = aio_host.start(guest(), watch_poller=watch_poller)
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(aio_host.wait(g), 0.05)
+        waiter = asyncio.ensure_future(aio_host.wait(g))
+        await until(lambda: "started" in log)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
         log.append("waiter cancelled")
         assert g.done() and g.cancelled()
 
     run_host(main)
-    assert log == ["guest teardown done", "waiter cancelled"]
+    assert log == ["started", "guest teardown done", "waiter cancelled"]
 
 
 def test_cancel_and_wait(watch_poller):
@@ -453,6 +464,7 @@ def test_open_guest(watch_poller):
     log: list[str] = []
 
     async def forever() -> None:
+        log.append("forever started")
         try:
             await asyncio.sleep(10)
         finally:
@@ -463,9 +475,9 @@ def test_open_guest(watch_poller):
 
     async def main() -> None:
         async with aio_host.open_guest(forever(), watch_poller=watch_poller) as g:
-            await asyncio.sleep(0.01)
+            await until(lambda: "forever started" in log)
             assert not g.done()
-        assert g.cancelled() and log == ["forever cancelled"]
+        assert g.cancelled() and log == ["forever started", "forever cancelled"]
 
         with pytest.raises(ValueError, match="guest failed"):
             async with aio_host.open_guest(fails(), watch_poller=watch_poller) as g:
@@ -487,6 +499,7 @@ def test_host_loop_shutdown_tears_a_forgotten_guest_down(host_run, watch_poller)
     box: list[aioguest.Guest[None]] = []
 
     async def guest() -> None:
+        log.append("started")
         try:
             await asyncio.sleep(10)
         finally:
@@ -495,12 +508,12 @@ def test_host_loop_shutdown_tears_a_forgotten_guest_down(host_run, watch_poller)
 
     async def main() -> None:
         box.append(aio_host.start(guest(), watch_poller=watch_poller))
-        await asyncio.sleep(0.01)
+        await until(lambda: "started" in log)
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         host_run(main)
-    assert box[0].cancelled() and log == ["teardown"]
+    assert box[0].cancelled() and log == ["started", "teardown"]
 
 
 def test_host_loop_closed_under_a_busy_guest_reports_abandonment(watch_poller):
@@ -547,6 +560,7 @@ def test_run_in_guest(watch_poller):
         raise KeyError("remote")
 
     async def slow() -> None:
+        log.append("remote task started")
         try:
             await asyncio.sleep(10)
         finally:
@@ -554,6 +568,7 @@ def test_run_in_guest(watch_poller):
             log.append("remote task finished")
 
     async def swallows() -> str:
+        log.append("swallows started")
         try:
             await asyncio.sleep(10)
         except asyncio.CancelledError:
@@ -569,13 +584,16 @@ def test_run_in_guest(watch_poller):
         assert await aio_host.run_in_guest(g, in_guest(21)) == (42, True)
         with pytest.raises(KeyError, match="remote"):
             await aio_host.run_in_guest(g, fails())
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(aio_host.run_in_guest(g, slow()), 0.02)
+        waiter = asyncio.ensure_future(aio_host.run_in_guest(g, slow()))
+        await until(lambda: "remote task started" in log)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
         log.append("waiter cancelled")
         # As with awaiting a task: a task that swallows the cancellation
         # hands its result to the cancelled waiter.
         waiter = asyncio.ensure_future(aio_host.run_in_guest(g, swallows()))
-        await asyncio.sleep(0.02)
+        await until(lambda: "swallows started" in log)
         waiter.cancel()
         assert await waiter == "swallowed"
         await aio_host.cancel_and_wait(g)
@@ -585,7 +603,12 @@ def test_run_in_guest(watch_poller):
         assert coro.cr_frame is None
 
     run_host(main)
-    assert log == ["remote task finished", "waiter cancelled"]
+    assert log == [
+        "remote task started",
+        "remote task finished",
+        "waiter cancelled",
+        "swallows started",
+    ]
 
 
 def test_run_in_guest_when_the_guest_ends_first(watch_poller):
@@ -613,6 +636,7 @@ def test_run_in_host(watch_poller):
         raise LookupError("host side")
 
     async def host_slow() -> None:
+        log.append("host task started")
         try:
             await asyncio.sleep(10)
         finally:
@@ -623,8 +647,11 @@ def test_run_in_host(watch_poller):
         r = await aio_host.run_in_host(on_host(1))
         with pytest.raises(LookupError, match="host side"):
             await aio_host.run_in_host(host_fails())
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(aio_host.run_in_host(host_slow()), 0.02)
+        waiter = asyncio.ensure_future(aio_host.run_in_host(host_slow()))
+        await until(lambda: "host task started" in log)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
         log.append("guest waiter cancelled")
         return r
 
@@ -635,7 +662,7 @@ def test_run_in_host(watch_poller):
         return await aio_host.run(guest(), watch_poller=watch_poller)
 
     assert run_host(main) == (2, True)
-    assert log == ["host task finished", "guest waiter cancelled"]
+    assert log == ["host task started", "host task finished", "guest waiter cancelled"]
 
 
 def test_run_in_host_outside_an_adapter_guest():
