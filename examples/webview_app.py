@@ -10,9 +10,10 @@ cancels everything and waits for asyncio's teardown.
     python examples/webview_app.py [--size MIB] [--files N] [--port P]
 
 Test hooks: --cancel-after / --close-after SECONDS click Cancel or close the
-window, --linger SECONDS is how long the final state stays on screen.  The
-last line printed is ``result: downloaded N bytes; ticks T`` or ``result:
-cancelled; ticks T`` (exit code 0), else ``result: ...`` with exit code 1.
+window that long after the page started the download, --linger SECONDS is
+how long the final state stays on screen.  The last line printed is
+``result: downloaded N bytes; ticks T`` or ``result: cancelled; ticks T``
+(exit code 0), else ``result: ...`` with exit code 1.
 """
 
 from __future__ import annotations

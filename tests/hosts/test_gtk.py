@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+import aioguest
 from conftest import PROMPT
 
 gi = pytest.importorskip(
@@ -207,9 +208,11 @@ def test_exception_and_cancel(glib, watch):
         guest.result()
 
     cleaned = []
+    waiting = []
 
     async def forever():
         try:
+            waiting.append(True)
             await asyncio.Event().wait()
         finally:
             # Teardown that needs more turns after the cancellation.
@@ -217,7 +220,9 @@ def test_exception_and_cancel(glib, watch):
             cleaned.append(True)
 
     guest = gtk_host.start(forever(), watch_poller=watch)
-    GLib.timeout_add(20, lambda: guest.cancel() and False)
+    # (A task cancelled before its first step never runs its finally.)
+    run_loop(lambda: bool(waiting))
+    guest.cancel()
     pump(guest)
     assert guest.cancelled()
     assert cleaned == [True]
@@ -236,7 +241,7 @@ def test_other_threads_wake_the_guest(glib, watch, spawn):
         await event.wait()  # no timeout: only another thread can end this
         return "woken"
 
-    guest = gtk_host.start_guest(main(), host)
+    guest = aioguest.start_guest(main(), host)
 
     def from_thread():
         host.run_sync_soon_threadsafe(lambda: ran_on.append(threading.get_ident()))
@@ -320,7 +325,7 @@ def test_own_main_context_on_another_thread(glib, watch):
                     await writer.wait_closed()
                 return line
 
-            guest = gtk_host.start_guest(main(), host)
+            guest = aioguest.start_guest(main(), host)
             guest.add_done_callback(lambda g: loop.quit())
             deadline = GLib.timeout_source_new(10_000)
             deadline.set_callback(lambda *a: loop.quit() or False)
@@ -401,6 +406,7 @@ def test_closing_the_window_cancels_and_waits_for_teardown(gtk3, watch):
 
     async def main():
         try:
+            log.append("waiting")
             await asyncio.Event().wait()
         finally:
             log.append("cancelled")
@@ -411,10 +417,11 @@ def test_closing_the_window_cancels_and_waits_for_teardown(gtk3, watch):
         warnings.simplefilter("always")
         guest = gtk_host.start(main(), window=window, watch_poller=watch)
         window.connect("destroy", lambda w: log.append(("destroyed", guest.done())))
-        GLib.timeout_add(20, lambda: window.close())
+        run_loop(lambda: bool(log))
+        window.close()
         run_loop(lambda: any(isinstance(x, tuple) for x in log))
         drain()
-    assert log == ["cancelled", "cleaned up", ("destroyed", True)]
+    assert log == ["waiting", "cancelled", "cleaned up", ("destroyed", True)]
     assert guest.cancelled()
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], caught
 
@@ -635,6 +642,7 @@ GTK4_CHILD = textwrap.dedent(
     log = []
     async def until_closed():
         try:
+            log.append("waiting")
             await asyncio.Event().wait()
         finally:
             log.append("cancelled")
@@ -644,8 +652,9 @@ GTK4_CHILD = textwrap.dedent(
     # GTK 4 emits "destroy" only once the last reference goes (ours stays):
     # gtk_window_destroy unrealizes the window at once.
     window.connect("unrealize", lambda w: log.append("destroyed, guest done: %s" % guest.done()))
-    GLib.timeout_add(50, lambda: window.close())
-    out["close_finished"] = run_until(lambda: len(log) == 3)
+    run_until(lambda: bool(log))
+    window.close()
+    out["close_finished"] = run_until(lambda: len(log) == 4)
     out["close_log"] = log
     out["close_cancelled"] = guest.cancelled()
     print(json.dumps(out))
@@ -681,7 +690,12 @@ def test_gtk4_nested_loop_run_dialog_and_close_request(x_display, watch):
     assert out["dialog_finished"] and out["dialog_response"] == 7
     assert out["dialog_ticks"] == 5
     assert out["close_finished"], out["close_log"]
-    assert out["close_log"] == ["cancelled", "cleaned up", "destroyed, guest done: True"]
+    assert out["close_log"] == [
+        "waiting",
+        "cancelled",
+        "cleaned up",
+        "destroyed, guest done: True",
+    ]
     assert out["close_cancelled"]
     assert "abandoned" not in proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
