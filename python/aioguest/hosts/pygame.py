@@ -40,7 +40,7 @@ one step per frame.  A loop that sleeps in ``pygame.event.wait(ms)`` until
 its next frame is due wakes as soon as the event is posted (at once under
 X11; SDL's dummy and some other video drivers poll every millisecond)::
 
-    next_frame = pygame.time.get_ticks()
+    next_frame = pygame.time.get_ticks()   # needs pygame.init()
     while running:
         # wait(0) would wait forever: at least 1 ms.
         timeout = max(next_frame - pygame.time.get_ticks(), 1)
