@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 PYTHONS_ALL: tuple[str, ...] = ("3.10", "3.11", "3.12", "3.13")
 BAD_OUTCOMES = ("fail", "error", "timeout", "crash")
+OURS = ("selector", "guest", "guest-watch")
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,60 @@ _FORK_REASON = (
     "never loaded aioguest."
 )
 
+_FORK_CHILD_REASON = (
+    "the test fork()s and uses asyncio in the child (asyncio.run, a subprocess, "
+    "or the policy's get_event_loop(), which makes a new loop there): the loop "
+    "class is ours, and aioguest's Go runtime does not survive fork(), so by "
+    "design every aioguest call in a forked child raises RuntimeError "
+    "(docs/design.md, 'Loading and fork'); the child reports the failure to "
+    "the parent, whose assertion fails"
+)
+
 EXPECTED: tuple[Expected, ...] = (
     Expected(
+        "test.test_selectors.SelectorUnderTest.test_select_interrupt_exc",
+        modes=("selector",),
+        outcomes=("fail",),
+        kind="bug",
+        reason=(
+            "GoSelector.select() does not return when a signal handler raises: the Go "
+            "poller retries epoll_wait on EINTR, so the handler runs only when the "
+            "wait ends (here after 30 s; Ctrl-C on an idle loop is delayed the same "
+            "way). tests/test_conformance_bugs.py::"
+            "test_goselector_select_returns_for_a_raising_signal_handler"
+        ),
+    ),
+    Expected(
+        "test.test_asyncio.test_unix_events.TestFork.test_fork_asyncio_run",
+        modes=OURS,
+        pythons=("3.12", "3.13"),
+        outcomes=("fail",),
+        reason=_FORK_CHILD_REASON,
+    ),
+    Expected(
+        "test.test_asyncio.test_unix_events.TestFork.test_fork_asyncio_subprocess",
+        modes=OURS,
+        pythons=("3.12", "3.13"),
+        outcomes=("fail",),
+        reason=_FORK_CHILD_REASON,
+    ),
+    Expected(
+        "test.test_asyncio.test_unix_events.TestFork.test_fork_not_share_event_loop",
+        modes=OURS,
+        pythons=("3.12", "3.13"),
+        outcomes=("fail",),
+        reason=_FORK_CHILD_REASON,
+    ),
+    Expected(
         "test.test_asyncio.test_events.Test*GetEventLoop.test_get_event_loop_new_process",
-        modes=("selector", "guest"),
+        modes=OURS,
         pythons=("3.10", "3.11"),
         outcomes=("error",),
         reason=_FORK_REASON,
     ),
     Expected(
         "test.test_asyncio.test_events::exit",
-        modes=("selector", "guest"),
+        modes=OURS,
         pythons=("3.10", "3.11"),
         outcomes=("timeout",),
         reason=(

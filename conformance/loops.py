@@ -21,7 +21,9 @@ from typing import Any
 
 import aioguest
 
-MODES = ("stock", "selector", "guest")
+MODES = ("stock", "selector", "guest", "guest-watch")
+#: The modes that run on aioguest.
+OURS = MODES[1:]
 
 # Captured before install() touches the module: the classes a test names
 # when it wants "a real selector of this kind".
@@ -66,10 +68,10 @@ class GoSelectorEventLoop(_StockLoop):  # type: ignore[misc]
             Counters.loops += 1
 
 
-def _guest_loop_class() -> type[Any]:
+def _guest_loop_class(mode: str) -> type[Any]:
     from . import guestloop
 
-    return guestloop.GuestEventLoop
+    return guestloop.GuestWatchEventLoop if mode == "guest-watch" else guestloop.GuestEventLoop
 
 
 def install(mode: str) -> None:
@@ -78,7 +80,7 @@ def install(mode: str) -> None:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     if mode == "stock":
         return
-    cls = GoSelectorEventLoop if mode == "selector" else _guest_loop_class()
+    cls = GoSelectorEventLoop if mode == "selector" else _guest_loop_class(mode)
     # BaseSelectorEventLoop looks DefaultSelector up at each construction.
     selectors.DefaultSelector = aioguest.GoSelector  # type: ignore[misc,assignment]
     # asyncio re-exports unix_events' names: both bindings are looked up by

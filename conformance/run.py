@@ -36,7 +36,11 @@ from . import expected
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD = os.path.join(HERE, "child.py")
 DEFAULT_OUT = os.path.join(HERE, "results")
-MODES = ("stock", "selector", "guest")
+MODES = ("stock", "selector", "guest", "guest-watch")
+
+#: Not part of test_asyncio, but the stdlib's generic selector tests are the
+#: natural conformance test for GoSelector itself (selector mode only).
+SELECTOR_TESTS = "test_selectors"
 
 # Windows-only modules skip themselves at import; listing them costs nothing.
 _BAD_OUTCOMES = ("fail", "error", "timeout", "crash")
@@ -64,6 +68,11 @@ class ModuleResult:
                 "counts": self.counts(), "tests": self.tests}
 
 
+def module_id(name: str) -> str:
+    """The importable name of a module the runner knows by its short name."""
+    return f"test.{name}" if name == SELECTOR_TESTS else f"test.test_asyncio.{name}"
+
+
 def python_info(python: str) -> dict[str, Any]:
     """Version and test_asyncio module names of the interpreter under test."""
     code = (
@@ -72,6 +81,7 @@ def python_info(python: str) -> dict[str, Any]:
         "d = list(spec.submodule_search_locations)[0] if spec else None\n"
         "mods = sorted(f[:-3] for f in os.listdir(d) if f.startswith('test_')"
         " and f.endswith('.py')) if d else []\n"
+        "if importlib.util.find_spec('test.test_selectors'): mods.append('test_selectors')\n"
         "print(json.dumps({'version': '%d.%d' % sys.version_info[:2],"
         " 'full': sys.version.split()[0], 'executable': sys.executable, 'modules': mods}))\n"
     )
@@ -121,7 +131,7 @@ def _run_child(
     """One interpreter; returns (returncode or None if killed by us, its events)."""
     with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
         cmd = [python, "-X", "faulthandler", CHILD, "--mode", mode,
-               "--module", f"test.test_asyncio.{module}", "--events", events,
+               "--module", module_id(module), "--events", events,
                "--test-timeout", str(test_timeout)]
         if exclude:
             path = os.path.join(tmp, "exclude")
@@ -198,7 +208,7 @@ def run_module(
                 break
             # The interpreter died inside a test (or between tests).
             how = "timeout" if rc is None or rc == 1 else "crash"
-            culprit = running or f"{module} (between tests)"
+            culprit = running or f"{module_id(module)} (between tests)"
             res.tests[culprit] = {"test": culprit, "outcome": how,
                                   "detail": "watchdog or backstop timeout" if how == "timeout"
                                   else _describe_exit(rc if rc is not None else -9),
@@ -259,7 +269,7 @@ def run_only(
                          env=_child_env(), only=None if whole else ids)
         for test_id, rec in res.tests.items():
             outcomes[test_id] = rec["outcome"]
-        outcomes[f"test.test_asyncio.{module}::exit"] = exit_outcome(res.exit)
+        outcomes[f"{module_id(module)}::exit"] = exit_outcome(res.exit)
     return outcomes
 
 

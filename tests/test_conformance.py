@@ -1,0 +1,105 @@
+"""CPython's own asyncio tests on aioguest: a fast subset of ``make conformance``.
+
+Runs a few ``test.test_asyncio`` modules of the interpreter running pytest
+with every loop on a GoSelector (``selector``) and as a guest of a trivial
+host loop (``guest``), and fails on any bad outcome that ``conformance/
+expected.py`` does not account for and that stock asyncio does not share
+(a failure is re-run with stock asyncio before it counts against us, so a
+test broken on this machine for everyone is not our bug).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import pytest
+
+# The runner lives next to tests/, not in the installed package; appended,
+# so nothing in the repository root can shadow an installed module.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.append(ROOT)
+
+from conformance import expected, run  # noqa: E402
+
+VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+# Chosen for what they exercise per second (see docs/conformance.md for the
+# timings): test_events runs the loop API on each selector kind (sockets,
+# pipes, subprocesses, signals, servers), the others cover streams, raw
+# socket operations, sendfile, signal handling and child watchers, and the
+# synchronisation primitives under IsolatedAsyncioTestCase.
+SUBSET = (
+    "test_events",
+    "test_streams",
+    "test_sock_lowlevel",
+    "test_sendfile",
+    "test_server",
+    "test_unix_events",
+    "test_locks",
+    "test_queues",
+    "test_timeouts",
+    "test_waitfor",
+)
+
+
+def _bad(python: str, mode: str, doc: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """module -> {test id: description} of the bad outcomes not expected."""
+    out: dict[str, dict[str, str]] = {}
+    for module, md in doc["modules"].items():
+        for test_id, rec in md["tests"].items():
+            got = rec["outcome"]
+            if got in expected.BAD_OUTCOMES and not expected.lookup(python, mode, test_id, got):
+                out.setdefault(module, {})[test_id] = f"{got}: {rec.get('detail', '')}"
+        how = run.exit_outcome(md["exit"])
+        if how != "pass":
+            exit_id = f"{run.module_id(module)}::exit"
+            if not expected.lookup(python, mode, exit_id, how):
+                out.setdefault(module, {})[exit_id] = f"{how}: {md['exit']}"
+    return out
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("mode", ["selector", "guest"])
+def test_asyncio_subset(mode: str, tmp_path: Any) -> None:
+    info = run.python_info(sys.executable)
+    modules = [m for m in SUBSET if m in info["modules"]]
+    assert modules, "this interpreter has no test.test_asyncio"
+    results = run.run(
+        sys.executable, [mode], modules, str(tmp_path), jobs=1, test_timeout=120,
+        module_timeout=600, max_restarts=5, rerun_failures=True, quiet=True,
+    )
+    doc = results[mode]
+
+    # The swap really happened: every module ran tests on our loops.
+    for module, md in doc["modules"].items():
+        assert md["counters"].get("loops", 0) > 0, f"{module}: no test used a GoSelector"
+        if mode == "guest":
+            assert md["counters"].get("guest_runs", 0) > 0, f"{module}: nothing ran as a guest"
+
+    bad = _bad(VERSION, mode, doc)
+    if bad:
+        # Only what stock asyncio passes on this machine is a difference.
+        confirm = run.run_only(sys.executable, "stock", bad, str(tmp_path), test_timeout=120,
+                               module_timeout=600)
+        for module, tests in list(bad.items()):
+            for test_id in list(tests):
+                if confirm.get(test_id, "pass") in expected.BAD_OUTCOMES:
+                    del tests[test_id]
+            if not tests:
+                del bad[module]
+    assert not bad, "differences from stock asyncio not listed in conformance/expected.py:\n" + (
+        "\n".join(f"  {t}: {d}" for tests in bad.values() for t, d in sorted(tests.items()))
+    )
+
+
+def test_expected_entries_are_well_formed() -> None:
+    for entry in expected.EXPECTED:
+        assert entry.test.startswith(("test.test_asyncio.", "test.test_selectors.")), entry
+        assert entry.modes and set(entry.modes) <= set(expected.OURS), entry
+        assert entry.pythons and set(entry.pythons) <= set(expected.PYTHONS_ALL), entry
+        assert entry.outcomes and set(entry.outcomes) <= set(expected.BAD_OUTCOMES), entry
+        assert entry.kind in ("inherent", "bug"), entry
+        assert len(entry.reason) > 20, entry
