@@ -60,9 +60,10 @@ class Status(Handler):
     async def get(self) -> None:
         s = self.state
         assert s.guest is not None
-        tasks = (
-            0 if s.guest.done() else await tornado_host.run_in_guest(s.guest, guest_task_count())
-        )
+        try:
+            tasks = await tornado_host.run_in_guest(s.guest, guest_task_count())
+        except (RuntimeError, asyncio.CancelledError):
+            tasks = 0  # the guest ended first (its teardown cancels all its tasks)
         self.write({"got": s.got, "size": s.size, "ticks": s.ticks, "guest_tasks": tasks})
 
 

@@ -265,15 +265,6 @@ def ticks_of(last: str) -> int:
 @pytest.mark.parametrize("mode", ["watch", "worker"])
 def test_app_downloads_while_serving(mode):
     proc = start_app("--size", "1", *(["--worker"] if mode == "worker" else []))
-    try:
-        url = app_url(proc)
-        with urllib.request.urlopen(f"{url}/status", timeout=TIMEOUT) as r:
-            status = json.load(r)
-    except BaseException:
-        proc.kill()
-        proc.communicate()
-        raise
-    assert status["size"] == 2**20 and status["guest_tasks"] in (0, 2)
     code, last = finish_app(proc)
     assert code == 0
     assert last.startswith(f"result: downloaded {2**20} bytes;"), last
@@ -304,7 +295,7 @@ def test_app_cancel_request():
 
 
 def test_app_ctrl_c_cancels():
-    proc = start_app("--size", "64", "--cancel-after", "30")
+    proc = start_app("--size", "64")
     try:
         app_url(proc)
         assert proc.stdout is not None
