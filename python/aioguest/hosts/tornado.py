@@ -27,7 +27,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from tornado.ioloop import IOLoop  # type: ignore[import-not-found, unused-ignore]
+from tornado.ioloop import IOLoop  # type: ignore[import-not-found, import-untyped, unused-ignore]
 
 from ..guest import Guest
 from ..turn import DEFAULT_TIME_SLICE

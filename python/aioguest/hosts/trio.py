@@ -48,7 +48,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import outcome
-import trio  # type: ignore[import-not-found, unused-ignore]
+import trio  # type: ignore[import-not-found, import-untyped, unused-ignore]
 
 from ..guest import Guest, start_guest
 from ..turn import DEFAULT_TIME_SLICE
