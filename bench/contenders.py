@@ -50,9 +50,28 @@ CONTENDERS: list[Contender] = [
     _c("ours/queue", "aioguest", "queue", "ours"),
     _c("ours/tk", "aioguest", "tk", "ours", "ours", "x11"),
     _c("ours/tk-adapter", "aioguest-adapter", "tk", "ours", "ours", "x11", "adapter-tk"),
+    _c(
+        "ours/tk-adapter-worker",
+        "aioguest-adapter-worker",
+        "tk",
+        "ours",
+        "ours",
+        "x11",
+        "adapter-tk",
+    ),
     _c("ours/qt", "aioguest", "qt", "ours", "ours", "qt"),
     _c("ours/qt-adapter", "aioguest-adapter", "qt", "ours", "ours", "qt", "adapter-qt"),
+    _c(
+        "ours/qt-adapter-worker",
+        "aioguest-adapter-worker",
+        "qt",
+        "ours",
+        "ours",
+        "qt",
+        "adapter-qt",
+    ),
     _c("ours/trio", "aioguest", "trio", "ours"),
+    _c("ours/trio-adapter", "aioguest-adapter", "trio", "ours", "ours", "adapter-trio"),
     _c("oremanj/queue", "aioguest", "queue", "oremanj", "oremanj"),
     _c("oremanj/tk", "aioguest", "tk", "oremanj", "oremanj", "x11"),
     _c("oremanj/qt", "aioguest", "qt", "oremanj", "oremanj", "qt"),
@@ -109,8 +128,8 @@ def _targets() -> list[Target]:
     out: list[Target] = []
     per_host = {
         "queue": ("ours/queue",),
-        "tk": ("ours/tk", "ours/tk-adapter"),
-        "qt": ("ours/qt", "ours/qt-adapter"),
+        "tk": ("ours/tk", "ours/tk-adapter", "ours/tk-adapter-worker"),
+        "qt": ("ours/qt", "ours/qt-adapter", "ours/qt-adapter-worker"),
     }
     tick = {
         "queue": (1.3, "oremanj 3.5x, Trio guest 3.1x"),

@@ -165,6 +165,7 @@ CHECKS = {
     "qt": "import PyQt5.QtWidgets",
     "adapter-tk": "import aioguest.hosts.tk",
     "adapter-qt": "import aioguest.hosts.qt",
+    "adapter-trio": "import aioguest.hosts.trio",
 }
 
 
@@ -290,11 +291,13 @@ def block_order(contenders: list[Contender], workload: str, rng: random.Random) 
     return order
 
 
-def go_benchmarks(quick: bool) -> list[dict[str, Any]]:
+def go_benchmarks(quick: bool, out_dir: Path) -> list[dict[str, Any]]:
     go = os.environ.get("AIOGUEST_GO", "go")
     cmd = [
         go,
         "test",
+        "-p",
+        "1",  # one package at a time: two benchmark binaries would share 2 CPUs
         "-run",
         "^$",
         "-bench",
@@ -304,14 +307,15 @@ def go_benchmarks(quick: bool) -> list[dict[str, Any]]:
         "100ms" if quick else "300ms",
         "-count",
         "1" if quick else "3",
+        "-timeout",
+        "5m",
         "./internal/poller",
         "./internal/handoff",
     ]
     log("go " + " ".join(cmd[1:]))
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if res.returncode != 0:
-        log(res.stdout[-2000:] + res.stderr[-2000:])
-        return [{"error": f"go test -bench failed ({res.returncode})"}]
+    # The raw output, in the format benchstat reads.
+    (out_dir / "go-bench.txt").write_text(res.stdout + res.stderr)
     runs: dict[str, list[float]] = {}
     pkg = ""
     for line in res.stdout.splitlines():
@@ -322,9 +326,13 @@ def go_benchmarks(quick: bool) -> list[dict[str, Any]]:
             name = fields[0].removeprefix("Benchmark").rsplit("-", 1)[0]
             ns = float(fields[fields.index("ns/op") - 1])
             runs.setdefault(f"{pkg}.{name}", []).append(ns)
-    return [
+    out: list[dict[str, Any]] = [
         {"name": name, "ns_per_op": statistics.median(v), "runs": v} for name, v in runs.items()
     ]
+    if res.returncode != 0:
+        log(f"go test -bench failed ({res.returncode}); see {out_dir / 'go-bench.txt'}")
+        out.append({"error": f"go test -bench exited {res.returncode} (see go-bench.txt)"})
+    return out
 
 
 def micro(env: dict[str, str], quick: bool) -> dict[str, Any]:
@@ -409,7 +417,7 @@ def main() -> None:
                     if not res.get("ok") and res.get("stderr"):
                         log(res["stderr"])
         ours_env = worker_env(next(c for c in contenders if c.venv == "ours"), None, runtime_dir)
-        go = [] if args.no_go else go_benchmarks(args.quick)
+        go = [] if args.no_go else go_benchmarks(args.quick, out_dir)
         micro_result = {} if args.no_micro else micro(ours_env, args.quick)
         xserver.close()
     meta["seconds"] = round(time.time() - started)

@@ -9,7 +9,9 @@ IMPL is how the workload's loop runs:
   aioguest          aioguest.start_guest_run on HOST (queue, tk, qt, trio); the
                     aioguest imported is whichever the interpreter finds: ours
                     (PYTHONPATH=python) or oremanj's 0.1.0 in its own venv
-  aioguest-adapter  our ready-made adapter for HOST (tk, qt), when present
+  aioguest-adapter  our ready-made adapter for HOST (tk, qt, trio): the host
+                    loop watches the Go poller's fd, no worker thread
+  aioguest-adapter-worker  the same adapter with watch_poller=False
   trio-guest        trio.lowlevel.start_guest_run on HOST, Trio workloads
   qasync            asyncio on qasync's QEventLoop (HOST qt)
   trio-asyncio      asyncio workloads inside trio.run via trio_asyncio (HOST trio)
@@ -114,18 +116,26 @@ def run_guest(
                 done_callback=done,
                 host_uses_signal_set_wakeup_fd=False,
             )
-    elif impl == "aioguest-adapter":
+    elif impl in ("aioguest-adapter", "aioguest-adapter-worker"):
         coro = aio.WORKLOADS[workload_name](ctx)
+        # The adapters' default is the fast path where the host loop watches
+        # the poller's fd itself; "-worker" keeps the Go worker thread.
+        kw: dict[str, Any] = {"watch_poller": False} if impl.endswith("-worker") else {}
         if host_name == "tk":
             from aioguest.hosts import tk as adapter
 
             def start() -> None:
-                adapter.start(coro, root=host.root).add_done_callback(done)
+                adapter.start(coro, root=host.root, **kw).add_done_callback(done)
         elif host_name == "qt":
             from aioguest.hosts import qt as adapter
 
             def start() -> None:
-                adapter.start(coro).add_done_callback(done)
+                adapter.start(coro, **kw).add_done_callback(done)
+        elif host_name == "trio":
+            from aioguest.hosts import trio as adapter
+
+            def start() -> None:
+                adapter.start(coro, **kw).add_done_callback(done)
         else:
             raise SystemExit(f"no adapter for host {host_name!r}")
     else:
