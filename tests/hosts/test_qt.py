@@ -265,6 +265,38 @@ def test_two_guests_share_a_host(host):
     assert [g.result() for g in guests] == [1, 2]
 
 
+@pytest.mark.parametrize("watch_poller", [True, False], ids=["watch", "worker"])
+def test_a_host_on_another_threads_event_loop(qapp, watch_poller):
+    """A QtHost belongs to the thread that creates it: a worker thread
+    running its own QEventLoop hosts guests as well as the GUI thread."""
+    out: dict[str, Any] = {}
+
+    def thread_main() -> None:
+        try:
+            host = qt_host.QtHost(watch_poller=watch_poller)
+
+            async def main():
+                await asyncio.sleep(0.01)
+                return threading.get_ident()
+
+            guest = host.start(main())
+            spin(guest.done)
+            out["result"] = guest.result()
+            out["thread"] = threading.get_ident()
+            del host, guest
+            # deleteLater'd notifiers of this thread, before it ends.
+            QtCore.QCoreApplication.sendPostedEvents(None, 0)
+        except BaseException as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=thread_main)
+    t.start()
+    t.join(15)
+    assert not t.is_alive()
+    assert "error" not in out, out.get("error")
+    assert out["result"] == out["thread"] != threading.get_ident()
+
+
 def test_callbacks_from_other_threads_run_in_order_on_the_host_thread(qapp):
     host = qt_host.QtHost()
     ran: list[tuple[int, int, int]] = []
@@ -454,6 +486,40 @@ def test_app_exit_runs_guest_teardown_before_exec_returns(qapp, how):
         guard.stop()
     assert code == 0
     assert teardown == ["done"]
+    assert guest.cancelled()
+
+
+def test_app_quit_with_a_guest_window_waits_for_the_teardown(qapp):
+    """Qt 6's quit() first asks every window to close: ours refuses until
+    the guest is done, then closes, and the last window closing quits.
+    Qt 5's quit() is exit(0): aboutToQuit runs the teardown."""
+    host = qt_host.QtHost()
+    window = QtWidgets.QWidget()
+    window.show()
+    teardown: list[bool] = []
+
+    async def main():
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.02)
+            teardown.append(window.isVisible())
+
+    guest = host.start(main(), window=window)
+    later(30, qapp.quit)
+    guard = QtCore.QTimer()
+    guard.setSingleShot(True)
+    guard.timeout.connect(lambda: qapp.exit(99))
+    guard.start(10_000)
+    qapp.setQuitOnLastWindowClosed(True)
+    try:
+        code = _exec(qapp)
+    finally:
+        qapp.setQuitOnLastWindowClosed(False)
+        guard.stop()
+        window.close()
+    assert code == 0
+    assert teardown == [True]
     assert guest.cancelled()
 
 

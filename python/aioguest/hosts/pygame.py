@@ -37,8 +37,8 @@ The latency of a guest's wake-up is the time the program's loop takes to
 look at its queue again.  With ``clock.tick(60)`` and ``pygame.event.get()``
 that is up to a frame (16.7 ms) per wake-up, so a guest doing I/O advances
 one step per frame.  A loop that sleeps in ``pygame.event.wait(ms)`` until
-its next frame is due wakes as soon as the event is posted (at once under
-X11; SDL's dummy and some other video drivers poll every millisecond)::
+its next frame is due serves it within about a millisecond (pygame's
+``wait`` polls SDL's queue every millisecond, whatever the video driver)::
 
     next_frame = pygame.time.get_ticks()   # needs pygame.init()
     while running:
