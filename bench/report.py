@@ -246,18 +246,28 @@ def markdown(data: dict[str, Any]) -> str:
             else:
                 out.append(f"| {g['name']} | {_fmt(g['ns_per_op'], 1)} |")
     micro = data.get("micro") or {}
+    if micro.get("breakdown"):
+        out += [
+            "",
+            "## Where a guest's time goes (bench/breakdown.py, one process, interleaved)",
+            "",
+            "| step | µs per op | wake-ups per op |",
+            "|---|---|---|",
+        ]
+        for row in micro["breakdown"]:
+            out.append(f"| {row['name']} | {_fmt(row['us'])} | {_fmt(row['wakeups_per_op'])} |")
     if micro.get("rows"):
         out += [
             "",
-            "## Python microbenchmarks (bench/micro_turn.py)",
+            "## One guest turn (bench/micro_turn.py)",
             "",
             "| measurement | µs | notes |",
             "|---|---|---|",
         ]
         for row in micro["rows"]:
             out.append(f"| {row['name']} | {_fmt(row['us'])} | {row.get('note', '')} |")
-    elif micro.get("error"):
-        out += ["", f"micro_turn.py: {micro['error']}"]
+    for err in micro.get("errors", []):
+        out += ["", f"microbenchmarks: {err}"]
 
     notes = []
     for cid, why in meta.get("skipped", {}).items():
@@ -276,23 +286,40 @@ def _idle_seconds(meta: dict[str, Any]) -> str:
 
 # -- chart ------------------------------------------------------------------------
 
-FAMILY_COLOURS = {
-    "native": ["#444444"],
-    "ours": ["#08519c", "#2171b5", "#4292c6", "#6baed6", "#9ecae1", "#c6dbef"],
-    "oremanj": ["#d94801", "#fd8d3c", "#fdbe85"],
-    "trio": ["#238b45", "#41ab5d", "#74c476", "#a1d99b"],
-    "other": ["#6a51a3", "#9e9ac8"],
+# A colour map per family, so each contender gets its own shade.
+FAMILY_MAPS = {
+    "native": "Greys",
+    "ours": "Blues",
+    "oremanj": "Oranges",
+    "trio": "Greens",
+    "other": "Purples",
 }
 
 
-def _colours(ids: list[str]) -> dict[str, str]:
-    used: dict[str, int] = defaultdict(int)
-    out = {}
+# Hatching tells the hosts apart within a family's shades.
+HOST_HATCH = {"tk": "//", "qt": "..", "trio": "xx"}
+
+
+def _hatch(cid: str) -> str | None:
+    return HOST_HATCH.get(BY_ID[cid].host)
+
+
+def _family(cid: str) -> str:
+    return "trio" if cid == "trio" else BY_ID[cid].family
+
+
+def _colours(ids: list[str]) -> dict[str, Any]:
+    import matplotlib
+
+    members: dict[str, list[str]] = defaultdict(list)
     for cid in ids:
-        fam = BY_ID[cid].family if cid != "trio" else "trio"
-        palette = FAMILY_COLOURS.get(fam, ["#999999"])
-        out[cid] = palette[used[fam] % len(palette)]
-        used[fam] += 1
+        members[_family(cid)].append(cid)
+    out: dict[str, Any] = {}
+    for fam, cids in members.items():
+        cmap = matplotlib.colormaps[FAMILY_MAPS.get(fam, "Greys")]
+        for i, cid in enumerate(cids):
+            # From dark to light, never so light that a bar disappears.
+            out[cid] = cmap(0.9 - 0.55 * i / max(1, len(cids) - 1)) if len(cids) > 1 else cmap(0.75)
     return out
 
 
@@ -306,7 +333,9 @@ def chart(data: dict[str, Any], path: Path) -> None:
     colours = _colours(ids)
     rat = data["ratios"]
     med = data["medians"]
-    fig = plt.figure(figsize=(15, 10), constrained_layout=True)
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    fig = plt.figure(figsize=(16, 10), constrained_layout=True)
     grid = fig.add_gridspec(2, 3, height_ratios=[1.25, 1])
     top = fig.add_subplot(grid[0, :])
     groups = ["tick", "echo", "many"]
@@ -321,20 +350,32 @@ def chart(data: dict[str, Any], path: Path) -> None:
                 continue
             slowdown = 1 / r if w == "many" else r
             x = gi + (ci - (len(others) - 1) / 2) * width
-            top.bar(x, slowdown, width, color=colours[cid], label=cid if gi == 0 else None)
+            top.bar(
+                x,
+                slowdown,
+                width,
+                color=colours[cid],
+                hatch=_hatch(cid),
+                edgecolor="white",
+                linewidth=0,
+                label=cid if gi == 0 else None,
+            )
             for t in targets:
                 if t["workload"] == w and t["contender"] == cid:
                     limit = 1 / t["limit"] if w == "many" else t["limit"]
                     top.plot([x - width / 2, x + width / 2], [limit, limit], color="red", lw=2)
     top.axhline(1.0, color="black", lw=0.8)
     top.set_yscale("log")
+    top.yaxis.set_major_locator(FixedLocator([0.25, 0.5, 1, 2, 5, 10, 20, 50, 100]))
+    top.yaxis.set_major_formatter(ScalarFormatter())
+    top.yaxis.set_minor_locator(NullLocator())
     top.set_xticks(range(len(groups)), labels)
     top.set_ylabel("slowdown vs native asyncio (×, log)")
     top.set_title(
         "Cost relative to native asyncio.run, same run (red ticks: our targets; "
         "for 1,000 connections, native throughput ÷ contender's)"
     )
-    top.legend(ncol=4, fontsize=8, loc="upper left")
+    top.legend(ncol=1, fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0))
 
     panels = [
         ("timers", "overshoot_p99_ms", "timer overshoot p99 (ms)", None),
@@ -345,7 +386,11 @@ def chart(data: dict[str, Any], path: Path) -> None:
         ax = fig.add_subplot(grid[1, i])
         shown = [c for c in ids if med.get(w, {}).get(c, {}).get(metric) is not None]
         values = [med[w][c][metric] for c in shown]
-        ax.bar(range(len(shown)), values, color=[colours[c] for c in shown])
+        bars = ax.bar(range(len(shown)), values, color=[colours[c] for c in shown])
+        for bar, cid in zip(bars, shown, strict=True):
+            bar.set_hatch(_hatch(cid))
+            bar.set_edgecolor("white")
+            bar.set_linewidth(0)
         ax.set_xticks(range(len(shown)), shown, rotation=70, fontsize=7, ha="right")
         ax.set_title(title, fontsize=10)
         if w == "timers" and NATIVE in med.get(w, {}):

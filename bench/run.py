@@ -335,16 +335,22 @@ def go_benchmarks(quick: bool, out_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def micro(env: dict[str, str], quick: bool) -> dict[str, Any]:
-    cmd = [str(VENVS["ours"]), str(BENCH / "micro_turn.py"), "--json"]
-    if quick:
-        cmd.append("--quick")
-    log("micro_turn.py")
-    res = subprocess.run(cmd, env=env, cwd=BENCH, capture_output=True, text=True, timeout=600)
-    if res.returncode != 0:
-        log(res.stderr[-2000:])
-        return {"error": f"micro_turn.py failed ({res.returncode})"}
-    result: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+def micro(env: dict[str, str], peer: str, quick: bool) -> dict[str, Any]:
+    """bench/micro_turn.py (one guest turn, piece by piece) and
+    bench/breakdown.py (a tick and an echo, ingredient by ingredient)."""
+    result: dict[str, Any] = {}
+    for name, script, extra in (
+        ("rows", "micro_turn.py", ["--quick"] if quick else []),
+        ("breakdown", "breakdown.py", ["--peer", peer] + (["--reps", "2"] if quick else [])),
+    ):
+        log(script)
+        cmd = [str(VENVS["ours"]), str(BENCH / script), "--json", *extra]
+        res = subprocess.run(cmd, env=env, cwd=BENCH, capture_output=True, text=True, timeout=600)
+        if res.returncode != 0:
+            log(res.stderr[-2000:])
+            result.setdefault("errors", []).append(f"{script} failed ({res.returncode})")
+            continue
+        result[name] = json.loads(res.stdout.strip().splitlines()[-1])["rows"]
     return result
 
 
@@ -355,7 +361,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated workloads")
     parser.add_argument("--contenders", default="", help="comma-separated contender ids")
     parser.add_argument("--no-go", action="store_true", help="skip the Go microbenchmarks")
-    parser.add_argument("--no-micro", action="store_true", help="skip micro_turn.py")
+    parser.add_argument(
+        "--no-micro", action="store_true", help="skip micro_turn.py and breakdown.py"
+    )
     parser.add_argument("--out", default=str(RESULTS), help="results directory")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -418,7 +426,7 @@ def main() -> None:
                         log(res["stderr"])
         ours_env = worker_env(next(c for c in contenders if c.venv == "ours"), None, runtime_dir)
         go = [] if args.no_go else go_benchmarks(args.quick, out_dir)
-        micro_result = {} if args.no_micro else micro(ours_env, args.quick)
+        micro_result = {} if args.no_micro else micro(ours_env, peer, args.quick)
         xserver.close()
     meta["seconds"] = round(time.time() - started)
 
