@@ -30,11 +30,14 @@ class _FileHandler(BaseHTTPRequestHandler):
         self.end_headers()
         block = b"x" * CHUNK
         sent = 0
-        while sent < size:
-            n = min(CHUNK, size - sent)
-            self.wfile.write(block[:n])
-            sent += n
-            time.sleep(0.02)
+        try:
+            while sent < size:
+                n = min(CHUNK, size - sent)
+                self.wfile.write(block[:n])
+                sent += n
+                time.sleep(0.02)
+        except ConnectionError:
+            pass  # the client cancelled its download: nothing to report
 
     def log_message(self, format: str, *args: object) -> None:
         pass

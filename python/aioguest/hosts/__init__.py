@@ -9,7 +9,7 @@ itself, and offers a ``start(coro, ...)`` that returns a
 ``aioguest.hosts.qt``       PySide6, PyQt6, PyQt5 (the binding the app uses)
 ``aioguest.hosts.gtk``      GTK 3/4 through PyGObject (GLib main context)
 ``aioguest.hosts.pygame``   pygame (events posted to the app's own loop)
-``aioguest.hosts.asyncio``  another asyncio loop, on its own thread
+``aioguest.hosts.asyncio``  another asyncio loop, on that loop's thread
 ``aioguest.hosts.tornado``  Tornado's IOLoop
 ``aioguest.hosts.trio``     Trio
 ``aioguest.hosts.win32``    a Win32 message loop (Windows only)
