@@ -18,6 +18,7 @@ N bytes; ticks T`` or ``result: cancelled; ticks T`` (exit code 0), or
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any
 
@@ -102,8 +103,11 @@ def main() -> int:
     result: list[str] = []
     ticks = 0
 
+    windows: list[Any] = []
+
     def activate(app: Any) -> None:
         window, bars, counter, status, cancel = build_window(Gtk, app, sizes)
+        windows.append(window)
 
         started = False
 
@@ -113,6 +117,7 @@ def main() -> int:
             bars[i].set_fraction(got / sizes[i])
             if not started:
                 started = True
+                print("downloading", flush=True)  # tests wait for this line
                 arm_test_hooks()
 
         guest = gtk_host.start(
@@ -165,6 +170,14 @@ def main() -> int:
         application_id="org.aioguest.GtkDemo", flags=Gio.ApplicationFlags.NON_UNIQUE
     )
     app.connect("activate", activate)
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        # Ctrl-C closes the window as its close button does, so the guest
+        # is cancelled and finishes first.  (Without a handler of ours,
+        # PyGObject's fallback would quit the loop under the running guest.)
+        GLib.idle_add(lambda: windows[0].close() if windows else app.quit())
+
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         app.run([sys.argv[0]])
     finally:

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -758,3 +759,31 @@ def test_app_cancel_and_close(x_display, version, how):
     assert proc.returncode == 0, proc.stderr
     assert last.startswith("result: cancelled"), last
     assert ticks >= 1, last
+
+
+@APP_VERSIONS
+def test_app_ctrl_c_closes_the_window_cleanly(x_display, version):
+    proc = subprocess.Popen(
+        [sys.executable, str(APP), "--gtk", version, "--size", "8", "--linger", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
+        # A shell may start us with SIGINT ignored (background jobs).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # bounded by the test's timeout
+        assert first.strip() == "downloading", first
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert proc.returncode == 0, err
+    assert out.strip().splitlines()[-1].startswith("result: cancelled"), out
+    assert "abandoned" not in err
+    assert app_tracebacks(err) == 0, err
