@@ -270,6 +270,16 @@ def test_a_full_sdl_queue_delays_the_wake_up_but_loses_nothing(host):
     pump(host, lambda: ran == ["ran"])
 
 
+def test_a_wake_up_the_program_drops_is_posted_again(host):
+    ran: list[str] = []
+    host.run_sync_soon_threadsafe(lambda: ran.append("ran"))
+    pygame.event.clear()  # a scene change that flushes the queue, say
+    assert not pygame.event.peek(host.event_type)
+    # The next event the program passes on (here the NOEVENT of a timed
+    # wait) tells the host its wake-up is gone.
+    pump(host, lambda: ran == ["ran"])
+
+
 def test_a_blocked_event_type_is_refused(host):
     blocked = pygame.event.custom_type()
     pygame.event.set_blocked(blocked)

@@ -32,6 +32,9 @@ the host's wake-up event::
 * If SDL's queue is full when a wake-up is posted, the host keeps the
   callbacks and posts again from :meth:`PygameHost.process` once the
   program drains the queue; nothing is lost and the guest waits meanwhile.
+  The same happens if the program drops the wake-up
+  (``pygame.event.clear()``): the next event it passes to ``process()``
+  (``NOEVENT`` from ``pygame.event.wait(timeout)`` will do) posts it again.
 
 The latency of a guest's wake-up is the time the program's loop takes to
 look at its queue again.  With ``clock.tick(60)`` and ``pygame.event.get()``
@@ -158,13 +161,22 @@ class PygameHost:
     def process(self, event: Any) -> bool:
         """Pass every event the program reads here; True if it was the
         host's (then the program should ignore it), False otherwise."""
-        if self._stalled:
+        if event.type == self.event_type:
+            self._run_batch()
+            return True
+        if self._callbacks and (
+            self._stalled or not pygame.event.peek(self.event_type, pump=False)
+        ):
+            # Callbacks wait but no wake-up of ours is in SDL's queue: the
+            # post failed (the queue was full), or the program dropped it
+            # (pygame.event.clear(), or events it read and did not pass on).
+            # At worst this duplicates a wake-up that is in the program's
+            # hands right now, which costs one empty batch.
             self._stalled = False
+            with self._lock:
+                self._posted = True
             self._post()
-        if event.type != self.event_type:
-            return False
-        self._run_batch()
-        return True
+        return False
 
     def _run_batch(self) -> None:
         with self._lock:
