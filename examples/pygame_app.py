@@ -8,8 +8,9 @@ finished its teardown, then the program ends.
     python examples/pygame_app.py [--size MIB] [--port PORT]
         [--cancel-after S] [--close-after S] [--screenshot PATH]
 
-The last line printed is ``result: downloaded N bytes; ticks T`` or
-``result: cancelled; ticks T`` (T: frames drawn while the guest ran).
+The last line printed is ``result: downloaded N bytes; ticks T``,
+``result: cancelled; ticks T`` or, after Ctrl-C, ``result: interrupted;
+ticks T`` (exit code 130); T counts the frames drawn while the guest ran.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def main() -> int:
 
     def progress(n: int) -> None:
         nonlocal got
+        if not got:
+            print("receiving", flush=True)  # tests wait for this before Ctrl-C
         got = n  # guest code runs on this thread: plain variables will do
 
     guest = guest_host.start(download(args.port, size, progress))
@@ -94,6 +97,8 @@ def main() -> int:
         if guest.done() and status == "downloading":
             if guest.cancelled():
                 status = "cancelled"
+            elif isinstance(guest.exception(), KeyboardInterrupt):
+                status = "interrupted"  # Ctrl-C cancelled the guest, as under asyncio.run
             elif guest.exception() is not None:
                 status = f"failed: {guest.exception()!r}"
             else:
@@ -120,6 +125,8 @@ def main() -> int:
     if server is not None:
         server.shutdown()
     print(f"result: {status}; ticks {frames}")
+    if status == "interrupted":
+        return 130
     return 0 if status.startswith(("downloaded", "cancelled")) else 1
 
 

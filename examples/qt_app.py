@@ -8,8 +8,9 @@ once the guest has finished its teardown.
     python examples/qt_app.py [--binding PyQt6] [--size MIB] [--port PORT]
         [--cancel-after S] [--close-after S] [--screenshot PATH] [--worker]
 
-The last line printed is ``result: downloaded N bytes; ticks T`` or
-``result: cancelled; ticks T`` (T: counter ticks while the guest ran).
+The last line printed is ``result: downloaded N bytes; ticks T``,
+``result: cancelled; ticks T`` or, after Ctrl-C, ``result: interrupted;
+ticks T`` (exit code 130); T counts the timer's ticks while the guest ran.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def main() -> int:
 
     def progress(got: int) -> None:
         nonlocal shot_taken
+        if bar.value() < 0:  # still reset: the first bytes
+            print("receiving", flush=True)  # tests wait for this before Ctrl-C
         bar.setValue(got)  # guest code may touch widgets: same thread
         if args.screenshot and not shot_taken and got * 2 >= size:
             shot_taken = True
@@ -86,6 +89,8 @@ def main() -> int:
         timer.stop()
         if guest.cancelled():
             result = "cancelled"
+        elif isinstance(guest.exception(), KeyboardInterrupt):
+            result = "interrupted"  # Ctrl-C cancelled the guest, as under asyncio.run
         elif guest.exception() is not None:
             result = f"failed: {guest.exception()!r}"
         else:
@@ -105,6 +110,8 @@ def main() -> int:
     if server is not None:
         server.shutdown()
     print(f"result: {result}; ticks {ticks}")
+    if result == "interrupted":
+        return 130
     return 0 if result.startswith(("downloaded", "cancelled")) else 1
 
 
