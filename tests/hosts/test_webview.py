@@ -8,6 +8,7 @@ The DispatchHost's bookkeeping is also tested here against a fake library.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -125,12 +126,12 @@ class FakeLib:
     """Stands in for the webview C library: dispatch notes pile up here."""
 
     def __init__(self) -> None:
-        self.notes: list[Callable[[Any, Any], None]] = []
+        self.notes: list[Callable[[], None]] = []
         self.webview_dispatch = FakeFunction(self._dispatch)
 
     def _dispatch(self, handle: Any, callback: Callable[[Any, Any], None], arg: Any) -> int:
         assert handle == 1234
-        self.notes.append(callback)
+        self.notes.append(lambda: callback(None, arg))
         return 0
 
 
@@ -161,8 +162,8 @@ def test_dispatch_host_runs_callbacks_in_order_and_detach_takes_back_the_rest(mo
     for i in range(4):
         host.run_sync_soon_threadsafe(lambda i=i: ran.append(i))
     assert len(lib.notes) == 4
-    lib.notes.pop(0)(None, None)
-    lib.notes.pop(0)(None, None)
+    lib.notes.pop(0)()
+    lib.notes.pop(0)()
     assert ran == [0, 1]
     # The webview's loop returned with two notes never served.
     pending = host.detach()
@@ -171,9 +172,12 @@ def test_dispatch_host_runs_callbacks_in_order_and_detach_takes_back_the_rest(mo
     while not pending.empty():
         pending.get()()
     assert ran == [0, 1, 2, 3, 4]
-    # Stale notes served later (if the loop ever ran again) find nothing.
-    for note in lib.notes:
-        note(None, None)
+    # Stale notes served later (if the loop ever ran again) find nothing,
+    # even once the host itself is gone.
+    lib.notes[0]()
+    del host
+    gc.collect()
+    lib.notes[1]()
     assert ran == [0, 1, 2, 3, 4]
 
 

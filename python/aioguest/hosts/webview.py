@@ -42,9 +42,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import ctypes
+import itertools
 import json
 import queue
 import sys
+import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
@@ -70,6 +73,25 @@ def _native() -> Any:
     return _webview_lib.lib
 
 
+# Dispatch hosts by key, weakly: a note the webview serves after its host
+# is gone (GLib may still hold notes when the webview is destroyed) finds
+# nothing instead of calling into freed memory.
+_dispatch_hosts: weakref.WeakValueDictionary[int, DispatchHost] = weakref.WeakValueDictionary()
+_dispatch_keys = itertools.count(1)
+
+
+def _serve(_w: int | None, key: int | None) -> None:
+    host = _dispatch_hosts.get(key or 0)
+    if host is not None:
+        host._run_next()
+
+
+# One C trampoline for the process's life: ctypes frees a callback's
+# trampoline with its Python object, and the webview may hold notes
+# pointing at it for longer than any one host lives.
+_serve_note = _DISPATCH_FN(_serve)
+
+
 class DispatchHost:
     """A :class:`aioguest.Host` that queues callbacks with ``webview_dispatch``.
 
@@ -85,13 +107,14 @@ class DispatchHost:
         self._dispatch.restype = ctypes.c_int
         self._webview = webview
         self._pending: collections.deque[Callable[[], object]] = collections.deque()
-        # One C callback for the host's life: ctypes frees a callback's
-        # trampoline with its Python object, and the webview may still hold
-        # notes pointing at it.
-        self._callback = _DISPATCH_FN(self._run_next)
+        self._key = next(_dispatch_keys)
+        _dispatch_hosts[self._key] = self
         self._detached: queue.SimpleQueue[Callable[[], object]] | None = None
+        # Orders a sender's "detached yet?" check and its note against
+        # detach(): a note sent after the loop returned would never be served.
+        self._lock = threading.Lock()
 
-    def _run_next(self, _w: int | None, _arg: int | None) -> None:
+    def _run_next(self) -> None:
         try:
             fn = self._pending.popleft()
         except IndexError:
@@ -99,14 +122,13 @@ class DispatchHost:
         fn()
 
     def run_sync_soon_threadsafe(self, fn: Callable[[], object]) -> None:
-        detached = self._detached
-        if detached is not None:
-            detached.put(fn)
-            return
-        # deque.append is atomic under the GIL, so no lock: the webview
-        # thread pops in the order notes arrive, one per note.
-        self._pending.append(fn)
-        self._dispatch(self._webview._handle, self._callback, None)
+        with self._lock:
+            if self._detached is not None:
+                self._detached.put(fn)
+                return
+            # The webview thread pops one callback per note, in order.
+            self._pending.append(fn)
+            self._dispatch(self._webview._handle, _serve_note, self._key)
 
     run_sync_soon_not_threadsafe = run_sync_soon_threadsafe
 
@@ -118,12 +140,11 @@ class DispatchHost:
         """After the webview's loop returned: queue callbacks here instead
         (the caller runs them) and take back those never run."""
         detached: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
-        self._detached = detached
-        while True:
-            try:
+        with self._lock:
+            self._detached = detached
+            while self._pending:
                 detached.put(self._pending.popleft())
-            except IndexError:
-                return detached
+        return detached
 
 
 def _make_host(webview: Any, kind: HostKind, watch_poller: bool) -> Host:
@@ -217,9 +238,38 @@ def run(
             guest.cancel()
             _finish(guest, chosen)
         finally:
-            _closing.discard(id(webview))
-            webview.destroy()
+            try:
+                _destroy(webview)
+            finally:
+                _closing.discard(id(webview))
     return guest.result()
+
+
+def _destroy(webview: Any) -> None:
+    """``webview.destroy()``, without its crash on calls still in flight.
+
+    webview_destroy serves the loop's pending events while it takes the
+    window down, after the web view itself is released; a JavaScript call
+    served then runs its Python binding, whose answer (webview_return)
+    evaluates script in the released web view: a segfault, seen with
+    JavaScript timers calling bound functions.  So unbind everything first
+    and serve what is already queued while the webview is whole (the
+    bindings' trampolines kept alive meanwhile), then destroy.
+    """
+    lib = _native()
+    handle = webview._handle
+    if handle is None:
+        return
+    bindings = dict(webview._callbacks)
+    for name in bindings:
+        lib.webview_unbind(handle, name.encode())
+    webview._callbacks.clear()
+    # terminate() queues "stop" behind everything already pending, so this
+    # run serves the queue once and returns.
+    lib.webview_terminate(handle)
+    lib.webview_run(handle)
+    webview.destroy()
+    del bindings  # only now may ctypes free the trampolines
 
 
 # Webviews whose loop has returned: settling a JavaScript promise would
