@@ -394,6 +394,9 @@ def main() -> None:
             "versions": versions(display, runtime_dir),
             "reps": reps,
             "quick": args.quick,
+            # Other jobs on the machine move absolute numbers a lot; ratios
+            # (native runs bracket every few contenders) much less.
+            "loadavg_start": [round(x, 2) for x in os.getloadavg()],
             "params": params,
             "skipped": skipped,
             "contenders": [c.id for c in contenders],
@@ -429,6 +432,7 @@ def main() -> None:
         micro_result = {} if args.no_micro else micro(ours_env, peer, args.quick)
         xserver.close()
     meta["seconds"] = round(time.time() - started)
+    meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
 
     import report
 
