@@ -11,7 +11,8 @@ Test hooks: --cancel-after / --close-after SECONDS press Cancel or close the
 window that long after the first bytes arrived, --screenshot PATH saves the
 window once the downloads are under way, --linger SECONDS is how long the
 final state stays on screen.  The last line printed is ``result: downloaded
-N bytes; ticks T`` or ``result: cancelled; ticks T`` (exit code 0), or
+N bytes; ticks T`` or ``result: cancelled; ticks T`` (exit code 0),
+``result: interrupted; ticks T`` after Ctrl-C (exit code 130), or
 ``result: failed: ...`` (exit code 1).
 """
 
@@ -135,7 +136,8 @@ def main() -> int:
 
         def finished(guest: Any) -> None:
             if guest.cancelled():
-                result.append(f"cancelled; ticks {ticks}")
+                what = "interrupted" if interrupted else "cancelled"
+                result.append(f"{what}; ticks {ticks}")
             elif guest.exception() is not None:
                 result.append(f"failed: {guest.exception()!r}; ticks {ticks}")
             else:
@@ -171,7 +173,11 @@ def main() -> int:
     )
     app.connect("activate", activate)
 
+    interrupted = False
+
     def on_sigint(_signum: int, _frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
         # Ctrl-C closes the window as its close button does, so the guest
         # is cancelled and finishes first.  (Without a handler of ours,
         # PyGObject's fallback would quit the loop under the running guest.)
@@ -184,6 +190,8 @@ def main() -> int:
         if server is not None:
             server.shutdown()
     print(f"result: {result[0] if result else 'none'}")
+    if interrupted:
+        return 130  # the shell's convention for "ended by SIGINT"
     return 0 if result and not result[0].startswith("failed") else 1
 
 
