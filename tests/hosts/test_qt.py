@@ -603,6 +603,44 @@ def test_exec_dialog_keeps_other_guest_tasks_running(host):
     assert not dialog.isVisible()
 
 
+def test_guest_code_calling_the_blocking_exec_blocks_only_the_guest(host):
+    """Guest code that calls dialog.exec() blocks the guest like any
+    blocking call (asyncio's loop is not reentrant: the turns the nested
+    loop would run wait), while Qt keeps serving the host; afterwards the
+    guest goes on."""
+    dialog = QtWidgets.QDialog()
+    count = 0
+    ticker = Ticker(5)
+
+    async def io():
+        nonlocal count
+        while True:
+            await asyncio.sleep(0.002)
+            count += 1
+
+    async def main():
+        task = asyncio.create_task(io())
+        await asyncio.sleep(0.02)
+        ticks, before = ticker.ticks, count
+        later(100, dialog.accept)
+        code = _exec(dialog)
+        during = count - before
+        host_ticks = ticker.ticks - ticks
+        await asyncio.sleep(0.02)
+        task.cancel()
+        return code, during, host_ticks, count - before
+
+    try:
+        guest = run_guest(host, main())
+    finally:
+        ticker.stop()
+    code, during, host_ticks, after = guest.result()
+    assert code == QtWidgets.QDialog.DialogCode.Accepted
+    assert during == 0  # the guest's own tasks waited...
+    assert host_ticks >= 5  # ...while the host's timer kept ticking
+    assert after > 0  # and the guest went on afterwards
+
+
 def test_cancelling_exec_dialog_rejects_the_dialog(host):
     dialog = QtWidgets.QDialog()
 
