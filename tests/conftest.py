@@ -363,9 +363,42 @@ def go_runtime() -> Iterator[None]:
     sel.close()
 
 
+def _go_netpoll_fds(targets: dict[int, str]) -> set[int]:
+    """The Go runtime's own epoll instance and the eventfd registered in it.
+
+    Go opens them lazily, the first time its scheduler needs a timer (the
+    background scavenger does, after some garbage collections), so they
+    can appear during any test.  Recognised by content: one registration,
+    an eventfd, whose epoll data is a pointer (Go's &netpollEventFd).  A
+    GoSelector's wake-up eventfd carries the data 0xffffffff and user fds
+    carry their number and a 32-bit tag, so a leaked selector is not
+    mistaken for it.
+    """
+    found: set[int] = set()
+    for fd, target in targets.items():
+        if target != "anon_inode:[eventpoll]":
+            continue
+        try:
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                info = f.read()
+        except OSError:
+            continue
+        entries = [line.split() for line in info.splitlines() if line.startswith("tfd:")]
+        if len(entries) != 1:
+            continue
+        fields = dict(zip(entries[0][0::2], entries[0][1::2], strict=False))
+        try:
+            tfd, data = int(fields["tfd:"]), int(fields["data:"], 16)
+        except (KeyError, ValueError):
+            continue
+        if data > 0xFFFFFFFF and targets.get(tfd) == "anon_inode:[eventfd]":
+            found.update((fd, tfd))
+    return found
+
+
 def _fds() -> set[tuple[int, str]]:
     own = f"/proc/{os.getpid()}/fd"
-    out = set()
+    targets = {}
     for name in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{name}")
@@ -378,8 +411,9 @@ def _fds() -> set[tuple[int, str]]:
             # adjust GOMAXPROCS, and may reopen them at any time: its fds,
             # not a leak of the code under test.
             continue
-        out.add((int(name), target))
-    return out
+        targets[int(name)] = target
+    go_runtime = _go_netpoll_fds(targets)
+    return {(fd, target) for fd, target in targets.items() if fd not in go_runtime}
 
 
 def _children() -> set[str]:
