@@ -163,7 +163,7 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append("")
     if summary["skipped_only_here"]:
         lines.append("Skipped here but passed with stock: " + ", ".join(
-            f"`{_short(d['test'])}` ({d['mode']}: {d['detail']})"
+            f"`{_short(d['test'])}` ({d['mode']}: {d['detail'] or 'no reason given'})"
             for d in summary["skipped_only_here"]))
         lines.append("")
     return "\n".join(lines)
