@@ -14,12 +14,14 @@ message, and never crash.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
 import os
 import selectors
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from selectors import EVENT_READ, EVENT_WRITE
 from typing import Any
@@ -522,3 +524,108 @@ def test_codes_become_the_exceptions_selectors_raise(rc, exc_type, err):
     assert "what" in str(excinfo.value) and "detail" in str(excinfo.value)
     if exc_type is aioguest.AioguestError:
         assert excinfo.value.code == rc
+
+
+# ---------------------------------------------------------------------------
+# the same bad input from guest code, through the event loop
+
+
+def _guest_add_reader(make_bad: Callable[[Env], Any]) -> Any:
+    async def main() -> Outcome:
+        loop = asyncio.get_running_loop()
+        env = Env(loop._selector)  # type: ignore[attr-defined]
+        env.sel = _NoClose(env.sel)  # type: ignore[assignment]
+        try:
+            bad = make_bad(env)
+            got = outcome_of(lambda: loop.add_reader(bad, lambda: None))
+            # the loop is still usable afterwards
+            env.b.send(b"x")
+            await asyncio.wait_for(loop.sock_recv(env.a, 1), 5)
+            return got
+        finally:
+            env.close()
+
+    return main()
+
+
+class _NoClose:
+    """Env.close() closes its selector; the loop's own must stay open."""
+
+    def __init__(self, sel: Any) -> None:
+        self._sel = sel
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "make_bad",
+    [
+        lambda e: e.closed_fd(),
+        lambda e: regular_file(e),
+        lambda e: directory_fd(e),
+        lambda e: closed_socket(e),
+        lambda e: -3,
+        lambda e: 2**40,
+        lambda e: FilenoRaises(),
+    ],
+    ids=["closed fd", "regular file", "directory", "closed socket", "-3", "2**40", "fileno raises"],
+)
+def test_bad_fd_from_guest_code_raises_what_asyncio_run_raises(host, make_bad):
+    expected = asyncio.run(_guest_add_reader(make_bad))
+    assert expected[0] not in ("returned",), "the scenario must be an error"
+    got = host.run(_guest_add_reader(make_bad)).unwrap()
+    assert got == expected
+
+
+def test_fd_closed_and_reused_during_the_guests_wait(host):
+    """Host code, between turns and with the worker's wait in flight: makes a
+    registered socket readable (the worker collects that), then removes its
+    reader, closes it, and registers a fresh, silent socket that got the
+    same number.  The collected record is stale: it must not reach the new
+    socket's reader (with the worker, the selector's tags drop it)."""
+    seen: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        old_a, old_b = socket.socketpair()
+        loop.add_reader(old_a, lambda: seen.append("stale reader"))
+        swapped = loop.create_future()
+        made: list[socket.socket] = [old_b]
+
+        def host_code() -> None:
+            number = old_a.fileno()
+            old_b.send(b"x")
+            # Give the worker time to collect the readiness (bounded; if it
+            # has not, the test is merely weaker, never wrong).
+            deadline = time.monotonic() + 1
+            while time.monotonic() < deadline and host.queue.empty():
+                time.sleep(0.001)
+            loop.remove_reader(old_a)
+            old_a.close()
+            new_a, new_b = socket.socketpair()
+            made.extend((new_a, new_b))
+            reused = new_a if new_a.fileno() == number else new_b
+            loop.add_reader(reused, lambda: seen.append("new reader"))
+            loop.call_soon(swapped.set_result, (reused, number == reused.fileno()))
+
+        host.in_host(host_code)
+        reused, same_number = await asyncio.wait_for(swapped, 5)
+        try:
+            if not same_number:
+                pytest.skip("the fd number was not reused")
+            await asyncio.sleep(0.05)  # nothing is readable on the new socket
+            seen.append("quiet")
+            peer = made[1] if reused is made[2] else made[2]
+            peer.send(b"y")
+            for _ in range(500):
+                if "new reader" in seen:
+                    break
+                await asyncio.sleep(0.01)
+            loop.remove_reader(reused)
+        finally:
+            for s in made:
+                s.close()
+
+    host.run(main()).unwrap()
+    assert seen[:2] == ["quiet", "new reader"], seen
