@@ -106,8 +106,8 @@ def guest(coro: Coroutine[Any, Any, Result], time_slice: float = 0.005) -> Resul
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer", required=True)
-    parser.add_argument("--seconds", type=float, default=0.3)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=0.2)
+    parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     host, _, port = args.peer.rpartition(":")

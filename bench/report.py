@@ -154,7 +154,7 @@ def markdown(data: dict[str, Any]) -> str:
         "*many*, which is throughput). Overshoot columns are *minus native's*.",
         "",
         "| contender | tick × | echo × | many conns (thru ×) | timer overshoot mean / p99 "
-        "(ms over native) | idle CPU ms/s | idle wake-ups/s | host timer p99 late (ms) |",
+        "(ms over native) | idle CPU ms/s | idle wake-ups/s, settled | host timer p99 late (ms) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for cid in _contenders_in(data):
@@ -183,7 +183,7 @@ def markdown(data: dict[str, Any]) -> str:
         late = m("hostresp", "late_p99_ms")
         out.append(
             f"| {cid} | {r('tick')} | {r('echo')} | {r('many')} | {timers} | "
-            f"{_fmt(m('idle', 'cpu_ms_per_s'))} | {_fmt(m('idle', 'wakeups_per_s'), 1)} | "
+            f"{_fmt(m('idle', 'cpu_ms_per_s'))} | {_fmt(m('idle', 'steady_wakeups_per_s'), 1)} | "
             f"{_fmt(late, 1)}{' (starved)' if late is not None and late > 500 else ''} |"
         )
 
@@ -193,7 +193,8 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "| contender | tick µs/iter | echo µs/round trip | many conns round trips/s | "
         "timer overshoot mean / p99 ms | idle CPU ms (wake-ups) in "
-        f"{_idle_seconds(meta)} s | host timer late p50 / p99 / max ms (firings) |",
+        f"{_idle_seconds(meta)} s; settled wake-ups/s | "
+        "host timer late p50 / p99 / max ms (firings) |",
         "|---|---|---|---|---|---|---|",
     ]
     for cid in _contenders_in(data):
@@ -202,7 +203,11 @@ def markdown(data: dict[str, Any]) -> str:
             return med.get(w, {}).get(cid, {}).get(k)
 
         idle_cpu, idle_wk = m2("idle", "cpu_ms"), m2("idle", "wakeups")
-        idle = f"{_fmt(idle_cpu)} ({_fmt(idle_wk, 0)})" if idle_cpu is not None else "–"
+        idle = (
+            f"{_fmt(idle_cpu)} ({_fmt(idle_wk, 0)}); {_fmt(m2('idle', 'steady_wakeups_per_s'), 1)}"
+            if idle_cpu is not None
+            else "–"
+        )
         host = (
             f"{_fmt(m2('hostresp', 'late_p50_ms'))} / {_fmt(m2('hostresp', 'late_p99_ms'))} / "
             f"{_fmt(m2('hostresp', 'late_max_ms'))} ({_fmt(m2('hostresp', 'late_n'), 0)})"

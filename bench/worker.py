@@ -33,7 +33,14 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from workloads import aio
-from workloads.common import DEFAULTS, Context, Probe, idle_result, process_sample
+from workloads.common import (
+    DEFAULTS,
+    Context,
+    Probe,
+    SteadySampler,
+    idle_result,
+    process_sample,
+)
 
 from hosts import HOSTS, asyncio_periodic, trio_periodic
 
@@ -166,11 +173,13 @@ def run_host_alone(host_name: str, ctx: Context) -> dict[str, Any]:
 
         def fired(self) -> None:
             box["result"] = idle_result(
-                box["before"], process_sample(), time.perf_counter() - box["t0"]
+                box["before"], process_sample(), time.perf_counter() - box["t0"], box["sampler"]
             )
             host.stop()
 
     def start() -> None:
+        box["sampler"] = SteadySampler(ctx.params["idle_seconds"])
+        box["sampler"].start()
         box["before"] = process_sample()
         box["t0"] = time.perf_counter()
         host.start_periodic(ctx.params["idle_seconds"], Stop())

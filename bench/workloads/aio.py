@@ -13,7 +13,7 @@ import contextlib
 import time
 from typing import Any
 
-from .common import Context, idle_result, process_sample, summary_ms
+from .common import Context, SteadySampler, idle_result, process_sample, summary_ms
 
 
 async def tick(ctx: Context) -> dict[str, Any]:
@@ -109,11 +109,13 @@ async def idle(ctx: Context) -> dict[str, Any]:
     """Whole-process CPU time and wake-ups while the loop sleeps."""
     # Let start-up work (imports, first turns, thread starts) settle.
     await asyncio.sleep(0.2)
+    sampler = SteadySampler(ctx.params["idle_seconds"])
+    sampler.start()
     before = process_sample()
     t0 = time.perf_counter()
     await asyncio.sleep(ctx.params["idle_seconds"])
     wall = time.perf_counter() - t0
-    return idle_result(before, process_sample(), wall)
+    return idle_result(before, process_sample(), wall, sampler)
 
 
 async def hostresp(ctx: Context) -> dict[str, Any]:

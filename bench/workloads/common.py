@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import resource
 import statistics
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -126,18 +127,67 @@ def process_sample() -> ProcessSample:
     return ProcessSample(usage.ru_utime + usage.ru_stime, voluntary, involuntary)
 
 
-def idle_result(before: ProcessSample, after: ProcessSample, wall: float) -> dict[str, Any]:
+class SteadySampler:
+    """Counts the process's wake-ups in the second half of an idle window,
+    from a thread of its own (whose switches it leaves out).
+
+    Starting and ending a wait costs a fixed handful of wake-ups (the Go
+    runtime's monitor thread backs off over the first milliseconds, the
+    wait's end wakes the worker and the host); only a periodic source keeps
+    waking threads once the process has settled.  Sampling ends 0.1 s
+    before the window does, so the guest's own wake-up is not in it.
+    """
+
+    def __init__(self, window: float) -> None:
+        self._window = window
+        self._counts: list[tuple[float, int]] = []
+        self.cpu = 0.0
+        self.tid = ""
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        self._start = time.perf_counter()
+
+    def start(self) -> None:
+        self._start = time.perf_counter()
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.tid = me = str(threading.get_native_id())
+        for at in (self._window / 2, self._window - 0.1):
+            time.sleep(max(0.0, self._start + at - time.perf_counter()))
+            voluntary, _ = _thread_switches()
+            voluntary.pop(me, None)
+            self._counts.append((time.perf_counter(), sum(voluntary.values())))
+        # Its own CPU time, for idle_result to leave out of the process's.
+        self.cpu = time.thread_time()
+
+    def result_cpu(self) -> float:
+        self._thread.join()
+        return self.cpu
+
+    def result(self) -> dict[str, float]:
+        self._thread.join()
+        (t0, c0), (t1, c1) = self._counts
+        return {"steady_wakeups_per_s": (c1 - c0) / (t1 - t0), "steady_window_s": t1 - t0}
+
+
+def idle_result(
+    before: ProcessSample, after: ProcessSample, wall: float, sampler: SteadySampler
+) -> dict[str, Any]:
+    sampler.result_cpu()  # joins it: its tid is known from here on
     per_thread = {
-        tid: after.voluntary[tid] - before.voluntary.get(tid, 0) for tid in after.voluntary
+        tid: after.voluntary[tid] - before.voluntary.get(tid, 0)
+        for tid in after.voluntary
+        if tid != sampler.tid
     }
     wakeups = sum(per_thread.values())
-    return {
+    cpu = after.cpu - before.cpu - sampler.result_cpu()
+    return sampler.result() | {
         "wall_s": wall,
-        "cpu_ms": (after.cpu - before.cpu) * 1e3,
-        "cpu_ms_per_s": (after.cpu - before.cpu) * 1e3 / wall,
+        "cpu_ms": cpu * 1e3,
+        "cpu_ms_per_s": cpu * 1e3 / wall,
         "wakeups": wakeups,
         "wakeups_per_s": wakeups / wall,
         "preemptions": after.involuntary - before.involuntary,
-        "threads": len(after.voluntary),
+        "threads": len(per_thread),
         "busiest_thread_wakeups": max(per_thread.values(), default=0),
     }

@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from .common import Context, idle_result, process_sample, summary_ms
+from .common import Context, SteadySampler, idle_result, process_sample, summary_ms
 
 
 async def _receive_exactly(stream: trio.SocketStream, n: int) -> None:
@@ -107,11 +107,13 @@ async def timers(ctx: Context) -> dict[str, Any]:
 
 async def idle(ctx: Context) -> dict[str, Any]:
     await trio.sleep(0.2)
+    sampler = SteadySampler(ctx.params["idle_seconds"])
+    sampler.start()
     before = process_sample()
     t0 = time.perf_counter()
     await trio.sleep(ctx.params["idle_seconds"])
     wall = time.perf_counter() - t0
-    return idle_result(before, process_sample(), wall)
+    return idle_result(before, process_sample(), wall, sampler)
 
 
 async def hostresp(ctx: Context) -> dict[str, Any]:
