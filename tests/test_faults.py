@@ -314,9 +314,10 @@ class WatcherBroke(Exception):
     pass
 
 
-def test_watcher_refusing_the_first_watch_gives_the_host_its_error(host):
-    """As a host refusing the first turn: start_guest_run raises the host's
-    own error and leaves nothing behind (the leak check sees the fds)."""
+def test_watcher_refusing_to_watch_ends_the_run_with_its_error(host):
+    """The watch starts with the guest's first wait, on the host thread: a
+    watcher that refuses it ends the run with its error, after teardown, as
+    a refused turn does."""
     if host.poller_watcher is None:
         pytest.skip("watch mode only")
 
@@ -324,26 +325,22 @@ def test_watcher_refusing_the_first_watch_gives_the_host_its_error(host):
         raise WatcherBroke("watch refused")
 
     host.poller_watcher.watch = refuse  # type: ignore[method-assign]
+    cleaned: list[bool] = []
 
     async def main() -> None:
-        await asyncio.sleep(0)
+        try:
+            await asyncio.sleep(0.01)
+        finally:
+            cleaned.append(True)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with pytest.raises(WatcherBroke):
-            host.start(main())
-        gc.collect()
-    assert not [str(w.message) for w in caught if "never awaited" in str(w.message)]
-    assert host.outcomes == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no abandonment warning
+        out = host.run(main())
+    assert isinstance(out, outcome.Error) and isinstance(out.error, WatcherBroke)
+    assert cleaned == [True]
+    assert host.loop.is_closed()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="turn.py: an exception from PollerWatcher.call_later in Driver._wait escapes "
-    "into the host's loop and leaves the driver 'in a wait' with no timer, so a guest "
-    "waiting on a timer never runs again and the run never ends (its loop and fds stay "
-    "open); run_sync_soon_not_threadsafe raising is already routed to on_host_error",
-)
 def test_watcher_call_later_raising_mid_run_ends_the_run_with_its_error(host):
     """The host's PollerWatcher raising inside our callback (mid-run, on the
     host thread): the run ends cleanly with that exception as its outcome,

@@ -210,8 +210,6 @@ class Driver:
         """Hand the host the first turn.  The host's error, if it refuses,
         propagates and the driver is closed."""
         try:
-            if self._watcher is not None:
-                self._watch()
             self._schedule_turn()
         except BaseException:
             self.close()
@@ -253,9 +251,7 @@ class Driver:
         if self._selector.guest_hook == self._select:
             self._selector.guest_hook = None
         self._stop_timer()
-        if self._watcher is not None and self._watching:
-            self._watching = False
-            self._watcher.unwatch()
+        self._unwatch()
         if self._handoff is not None:
             self._selector.close_handoff()
 
@@ -317,7 +313,6 @@ class Driver:
             if sniffio_local is not None:
                 sniffio_local.name = prev_library
         self._pending = None
-        self._end_turn()
         if self.closed:  # the owner may have closed us during the turn
             return
         if error is not None or self._stopped_by_other or self._suspend is _RUNNING:
@@ -333,25 +328,32 @@ class Driver:
             assert timeout is None or isinstance(timeout, (int, float))
             self._wait(timeout)
 
-    def _end_turn(self) -> None:
-        if self._watcher is not None and not self._watching and not self._closed:
-            self._watch()
-
     def _reschedule(self) -> None:
         try:
             self._schedule_turn()
         except BaseException as exc:
-            # The host refused a callback on its own thread (its loop is
-            # shutting down, say).  No turn will come from it again; the
-            # owner decides what that means (GuestRun finishes the run on
-            # the spot, so the failure becomes the run's outcome).
-            on_host_error = self._on_host_error
+            self._host_refused(exc)
+
+    def _host_refused(self, exc: BaseException) -> None:
+        # The host refused a callback, a watch or a timer on its own thread
+        # (its loop is shutting down, say).  No turn will come from it
+        # again; the owner decides what that means (GuestRun finishes the
+        # run on the spot, so the failure becomes the run's outcome).
+        on_host_error = self._on_host_error
+        try:
             self.close()
-            if on_host_error is None:
-                raise
-            on_host_error(exc)
+        except BaseException:
+            pass  # unwatch may fail the same way; the watch is gone anyway
+        if on_host_error is None:
+            raise exc
+        on_host_error(exc)
 
     def _schedule_turn(self) -> None:
+        # The watch is for waits only: while a turn is queued, a readable
+        # poller (a busy guest's I/O) would fire on every host iteration and
+        # either run turns ahead of the host's own fairness (how it queues
+        # our callback behind its timers and redraws) or spin for nothing.
+        self._unwatch()
         resume = _Resume(self)
         self._scheduled = weakref.ref(resume)
         self._run_sync_soon_not_threadsafe(resume)
@@ -367,9 +369,18 @@ class Driver:
                 _waiting.discard(self)
                 self._unhook()
                 self._on_stop(exc)
-        elif timeout is not None:
+        else:
             assert self._watcher is not None
-            self._cancel_timer = self._watcher.call_later(timeout, self._on_timer)
+            try:
+                if not self._watching:
+                    self._watch()
+                if timeout is not None:
+                    self._cancel_timer = self._watcher.call_later(timeout, self._on_timer)
+            except BaseException as exc:
+                # The host refused to watch or to time us, on its own
+                # thread: the same situation as a refused turn.
+                self._in_wait = False
+                self._host_refused(exc)
 
     # -- watcher mode -----------------------------------------------------
 
@@ -377,6 +388,12 @@ class Driver:
         assert self._watcher is not None
         self._watching = True
         self._watcher.watch(self._poller_fd, self._on_readable)
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._watching = False
+            assert self._watcher is not None
+            self._watcher.unwatch()
 
     def _stop_timer(self) -> None:
         cancel, self._cancel_timer = self._cancel_timer, None
@@ -389,19 +406,11 @@ class Driver:
         if self._in_wait:
             self._turn()
             return
-        resume = self._scheduled() if self._scheduled is not None else None
-        if resume is not None and not self._running:
-            # A turn is queued but the host serves readable fds first (Tk
-            # runs file handlers before idle callbacks): run it now, or a
-            # level-triggered watch would starve the queued turn.
-            resume.disarm()
-            self._turn()
-            return
-        # Nothing to do for us right now (a turn is on the stack under a
-        # nested host loop, or the owner has not resumed us): a level-
-        # triggered watch would fire on every host iteration until then.
-        self._watching = False
-        self._watcher.unwatch()  # type: ignore[union-attr]
+        # Not waiting: a turn is on the stack and guest code spun a nested
+        # host loop (a modal dialog), or the host delivered a stale event.
+        # Until the next wait there is nothing to watch for, and a level-
+        # triggered watch would fire on every host iteration meanwhile.
+        self._unwatch()
 
     def _on_timer(self) -> None:
         self._cancel_timer = None
