@@ -101,7 +101,11 @@ int ag_poller_remove(void *poller, int64_t fd, char *err, size_t errlen);
 /* Blocks the calling thread until at least one registered fd is ready,
  * the timeout passes, or ag_poller_wake is called; writes up to cap
  * records to buf and returns how many (0 on timeout or wake-up).
- * AG_EBUSY if another wait (or a handoff wait) is in progress. */
+ * AG_EBUSY if another wait (or a handoff wait) is in progress.
+ * -EINTR if a signal interrupted the wait: the caller runs its signal
+ * handlers and waits again for the time left (as Python's selectors do,
+ * PEP 475); the handoff's worker, which has no handlers to run, retries
+ * by itself. */
 int ag_poller_wait(void *poller, ag_event *buf, int32_t cap, int64_t timeout_ns, char *err, size_t errlen);
 
 /* Makes the current (or, if none, the next) wait return promptly.

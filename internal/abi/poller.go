@@ -122,7 +122,10 @@ func PollerWait(h uintptr, buf []poller.Event, n int32, timeout int64) (int, str
 		if err != nil {
 			return 0, err
 		}
-		return e.p.Wait(b, timeout)
+		// A thread blocked here on behalf of a host (not a handoff
+		// worker) must get back to its caller when a signal arrives, so
+		// the caller's own handlers can run: see aioguest.h.
+		return e.p.WaitOrSignal(b, timeout)
 	})
 }
 

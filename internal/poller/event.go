@@ -9,7 +9,11 @@
 // close protocol.  A backend only translates to and from the kernel.
 package poller
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
 
 // Interest / readiness flags; the same values as Python's selectors
 // module and as AG_READ / AG_WRITE in capi/aioguest.h.
@@ -37,4 +41,6 @@ var (
 	ErrBusy        = errors.New("a wait is already in progress")
 	ErrClosed      = errors.New("poller closed")
 	ErrUnsupported = errors.New("no poller implementation for this OS")
+	// ErrInterrupted wraps EINTR, so the C layer reports it as -EINTR.
+	ErrInterrupted = fmt.Errorf("wait interrupted by a signal: %w", syscall.EINTR)
 )

@@ -36,6 +36,19 @@ func chunkMs(remaining int64) int {
 // timeout or wake-up), ErrBusy if another Wait is running, ErrClosed if
 // the poller is or gets closed.
 func (p *Poller) Wait(buf []Event, timeout int64) (int, error) {
+	return p.wait(buf, timeout, false)
+}
+
+// WaitOrSignal is Wait, except that a signal delivered to the calling
+// thread ends it with ErrInterrupted instead of being retried.  It is for
+// a caller that must run its own signal handlers first (Python does, as
+// PEP 475 describes for its selectors: the handler runs, and if it does
+// not raise, the caller waits again for the time left).
+func (p *Poller) WaitOrSignal(buf []Event, timeout int64) (int, error) {
+	return p.wait(buf, timeout, true)
+}
+
+func (p *Poller) wait(buf []Event, timeout int64, stopOnSignal bool) (int, error) {
 	// Read the clock before anything that may block (mu), so the
 	// deadline is relative to the call.
 	start := monotonic()
@@ -51,7 +64,7 @@ func (p *Poller) Wait(buf []Event, timeout int64) (int, error) {
 	p.waiting = true
 	p.mu.Unlock()
 
-	n, err := p.waitLoop(buf, start, timeout)
+	n, err := p.waitLoop(buf, start, timeout, stopOnSignal)
 
 	p.mu.Lock()
 	p.waiting = false
@@ -66,7 +79,7 @@ func (p *Poller) Wait(buf []Event, timeout int64) (int, error) {
 	return n, err
 }
 
-func (p *Poller) waitLoop(buf []Event, start, timeout int64) (int, error) {
+func (p *Poller) waitLoop(buf []Event, start, timeout int64, stopOnSignal bool) (int, error) {
 	out := buf
 	if len(out) == 0 {
 		out = p.one[:]
@@ -86,7 +99,11 @@ func (p *Poller) waitLoop(buf []Event, start, timeout int64) (int, error) {
 			// Signals interrupt epoll_wait even with SA_RESTART
 			// (signal(7) lists it among the never-restarted calls),
 			// and the Go runtime sends SIGURG for preemption, so this
-			// is routine: retry with whatever time is left.
+			// is routine: retry with whatever time is left, unless the
+			// caller wants to see it.
+			if stopOnSignal {
+				return 0, ErrInterrupted
+			}
 		case err != nil:
 			return 0, err
 		case woke:

@@ -317,3 +317,41 @@ func TestConcurrentWakes(t *testing.T) {
 		t.Fatalf("wake lost after concurrent wakes: %v", el)
 	}
 }
+
+// A signal to the waiting thread ends WaitOrSignal with ErrInterrupted
+// (its caller, Python, must run its handlers), while Wait retries.
+func TestWaitOrSignalReturnsOnSignal(t *testing.T) {
+	p := openPoller(t)
+	buf := make([]Event, 4)
+	tids := make(chan int, 1)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tids <- unix.Gettid()
+		_, err := p.WaitOrSignal(buf, int64(10*time.Second))
+		done <- err
+	}()
+	tid := <-tids
+	waitUntilWaiting(t, p)
+	deadline := time.After(5 * time.Second)
+	for {
+		// SIGURG is the Go runtime's own preemption signal: harmless to
+		// send, and it interrupts epoll_wait like any handled signal.
+		// Repeated, because the first may land before the thread is in
+		// the kernel.
+		if err := unix.Tgkill(unix.Getpid(), tid, unix.SIGURG); err != nil {
+			t.Fatalf("tgkill: %v", err)
+		}
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrInterrupted) || !errors.Is(err, unix.EINTR) {
+				t.Fatalf("WaitOrSignal = %v, want ErrInterrupted (EINTR)", err)
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("WaitOrSignal did not return after signals")
+		}
+	}
+}

@@ -10,11 +10,13 @@ to hand the wait to the worker thread (see ``run.py``).
 from __future__ import annotations
 
 import ctypes
+import errno
 import math
 import os
 import select
 import selectors
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from selectors import EVENT_READ, EVENT_WRITE, SelectorKey
@@ -241,10 +243,23 @@ class GoSelector(selectors.BaseSelector):
     def wait(self, timeout: float | None) -> _Ready:
         """Block the calling thread in the kernel (GIL released)."""
         ns = timeout_to_ns(timeout)
+        if ns == 0:
+            return self.poll()
         handle = self._live_handle()
-        fns = self._quick if ns == 0 else self._native.blocking
-        err = self._err if ns == 0 else self._wait_err
-        n = fns.poller_wait(handle, self._buf, self._cap, ns, err, len(err))
+        err = self._wait_err
+        deadline = time.monotonic_ns() + ns if ns > 0 else 0
+        while True:
+            n = self._native.blocking.poller_wait(handle, self._buf, self._cap, ns, err, len(err))
+            if n != -errno.EINTR:
+                break
+            # A signal: Go hands it back instead of retrying, so that
+            # Python runs its handlers now (at the next bytecode boundary,
+            # in this loop), and a raising one (KeyboardInterrupt) ends
+            # the wait as it ends EpollSelector.select (PEP 475).  Then
+            # wait for the time left.
+            if ns > 0:
+                ns = max(deadline - time.monotonic_ns(), 0)
+            handle = self._live_handle()
         if n < 0:
             _native.raise_error(n, err, "poll failed")
         return self.decode(n) if n else []

@@ -253,6 +253,10 @@ class Driver:
         self._stop_timer()
         self._unwatch()
         if self._handoff is not None:
+            # Drop it too: it holds the stopped worker's Thread object, and
+            # a driver may outlive its close for a while (a traceback of an
+            # exception that escaped a turn holds the driver's frames).
+            self._handoff = None
             self._selector.close_handoff()
 
     # -- turns ----------------------------------------------------------
