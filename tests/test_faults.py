@@ -387,14 +387,6 @@ def test_watcher_call_later_raising_mid_run_ends_the_run_with_its_error(host):
                     run._abandon("test cleanup")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.py: GuestRun._host_failed runs each teardown step with one "
-    "run_forever() and moves on whether or not the step's future is done; a stray "
-    "stop (the main task's _on_future_done, or the previous step's stop callback) "
-    "ends a step early, so shutdown_default_executor is left pending and the loop "
-    "is closed under it ('Task was destroyed but it is pending!')",
-)
 def test_host_refusing_a_busy_guests_turn_still_completes_teardown(host):
     class Refused(Exception):
         pass

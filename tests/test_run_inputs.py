@@ -475,18 +475,39 @@ def test_threadsafe_raising_on_the_worker_thread_is_abandonment(caplog, sigint_r
     gc.collect()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.py: an abandonment reported on the worker thread cannot restore the "
-    "SIGINT handler (signal.signal raises ValueError off the main thread and it is "
-    "ignored), so the stale handler stays, and the next run, seeing a non-default "
-    "handler, does not install its own: Ctrl-C then raises in the host instead of "
-    "cancelling that run's main task",
-)
 def test_abandonment_on_the_worker_thread_gives_sigint_back(caplog, sigint_restored):
+    """A run abandoned on its worker thread cannot restore SIGINT there
+    (signal.signal works on the main thread only).  What it leaves behind
+    must act as the default handler, and the next run must take it over so
+    that Ctrl-C cancels that run's main task."""
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     abandon_by_raising_threadsafe(caplog)
     gc.collect()
+    stale = signal.getsignal(signal.SIGINT)
+    if stale is not signal.default_int_handler:
+        assert callable(stale)
+        with pytest.raises(KeyboardInterrupt):
+            stale(signal.SIGINT, None)
+
+    q: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
+    outcomes: list[Any] = []
+
+    async def main() -> None:
+        await asyncio.sleep(3600)
+
+    aioguest.start_guest_run(main(), run_sync_soon_threadsafe=q.put, done_callback=outcomes.append)
+    handler = signal.getsignal(signal.SIGINT)
+    assert handler is not stale and handler is not signal.default_int_handler
+    assert callable(handler)
+    handler(signal.SIGINT, None)  # what Ctrl-C does: cancels the main task
+    deadline = time.monotonic() + 10
+    while not outcomes and time.monotonic() < deadline:
+        try:
+            q.get(timeout=0.1)()
+        except queue.Empty:
+            pass
+    assert outcomes and isinstance(outcomes[0], outcome.Error)
+    assert isinstance(outcomes[0].error, KeyboardInterrupt)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

@@ -246,11 +246,13 @@ class GuestRun:
                     result = outcome.Error(failure)
                     break
                 error = None
-                if future.done():
-                    continue
                 future.add_done_callback(lambda _: loop.stop())
                 try:
-                    loop.run_forever()
+                    # A loop, not one run_forever: a stop meant for an
+                    # earlier step (or the main task's done callback) may
+                    # still be pending and end the first pass early.
+                    while not future.done():
+                        loop.run_forever()
                 except BaseException as failure:
                     error = failure
         finally:
@@ -279,7 +281,8 @@ class GuestRun:
             return
         # Like asyncio.Runner: Ctrl-C cancels the main task, rather than
         # raising KeyboardInterrupt wherever the host happens to be.
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        current = signal.getsignal(signal.SIGINT)
+        if current is signal.default_int_handler or _is_stale_sigint_handler(current):
             # The signal module keeps its handler forever: a weak reference,
             # so an installed handler cannot keep an abandoned run alive.
             self._sigint_handler = functools.partial(_on_sigint, weakref.ref(self))
@@ -357,7 +360,9 @@ class GuestRun:
 
 def _on_sigint(run_ref: weakref.ref[GuestRun], signum: int, frame: FrameType | None) -> None:
     run = run_ref()
-    if run is None:
+    if run is None or run._finished or run._abandoned:
+        # Left behind by a run that could not give SIGINT back (see
+        # _is_stale_sigint_handler): behave as the default handler.
         raise KeyboardInterrupt()
     run._interrupts += 1
     if run._interrupts == 1 and not run.task.done():
@@ -367,6 +372,19 @@ def _on_sigint(run_ref: weakref.ref[GuestRun], signum: int, frame: FrameType | N
         run._loop.call_soon_threadsafe(_noop)
         return
     raise KeyboardInterrupt()
+
+
+def _is_stale_sigint_handler(handler: object) -> bool:
+    """A handler of ours left behind by a run that ended off the main thread.
+
+    A run abandoned on its worker thread cannot give SIGINT back there
+    (``signal.signal`` works on the main thread only); the handler it
+    leaves behaves like the default one, and the next run takes it over.
+    """
+    if not (isinstance(handler, functools.partial) and handler.func is _on_sigint):
+        return False
+    run = handler.args[0]()
+    return run is None or run._finished or run._abandoned
 
 
 def _noop() -> None:

@@ -129,6 +129,41 @@ class _Resume:
             driver._abandoned("its host dropped a pending guest callback without running it")
 
 
+class _Watched:
+    """What a driver hands a PollerWatcher: the fd callback or the timer.
+
+    Like :class:`_Resume`, the host's reference is the one that matters:
+    while the guest waits in the host's loop, nothing but these objects
+    keeps the run alive, so a host that drops them while they are armed
+    (its loop was destroyed) has abandoned the run.  The driver disarms
+    them before it unwatches or cancels, and a timer disarms as it fires.
+    """
+
+    __slots__ = ("_driver", "_once")
+
+    def __init__(self, driver: Driver, once: bool) -> None:
+        self._driver: Driver | None = driver
+        self._once = once
+
+    def __call__(self) -> None:
+        driver = self._driver
+        if driver is None:
+            return
+        if self._once:
+            self._driver = None
+            driver._on_timer()
+        else:
+            driver._on_readable()
+
+    def disarm(self) -> None:
+        self._driver = None
+
+    def __del__(self) -> None:
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            driver._abandoned("its host dropped the guest's file-descriptor watch or timer")
+
+
 class Driver:
     """Runs *loop* as a guest of a host, one turn at a time.
 
@@ -197,6 +232,8 @@ class Driver:
         self._idle_call_at_bound = self._idle_call_at
         # Watching the poller's fd (watcher mode).
         self._watching = False
+        self._watch_callback: _Watched | None = None
+        self._timer_callback: _Watched | None = None
         self._cancel_timer: Callable[[], None] | None = None
         self._poller_fd = selector.fileno() if watcher is not None else -1
 
@@ -379,7 +416,8 @@ class Driver:
                 if not self._watching:
                     self._watch()
                 if timeout is not None:
-                    self._cancel_timer = self._watcher.call_later(timeout, self._on_timer)
+                    self._timer_callback = _Watched(self, once=True)
+                    self._cancel_timer = self._watcher.call_later(timeout, self._timer_callback)
             except BaseException as exc:
                 # The host refused to watch or to time us, on its own
                 # thread: the same situation as a refused turn.
@@ -391,15 +429,22 @@ class Driver:
     def _watch(self) -> None:
         assert self._watcher is not None
         self._watching = True
-        self._watcher.watch(self._poller_fd, self._on_readable)
+        self._watch_callback = _Watched(self, once=False)
+        self._watcher.watch(self._poller_fd, self._watch_callback)
 
     def _unwatch(self) -> None:
         if self._watching:
             self._watching = False
+            callback, self._watch_callback = self._watch_callback, None
+            if callback is not None:
+                callback.disarm()
             assert self._watcher is not None
             self._watcher.unwatch()
 
     def _stop_timer(self) -> None:
+        callback, self._timer_callback = self._timer_callback, None
+        if callback is not None:
+            callback.disarm()
         cancel, self._cancel_timer = self._cancel_timer, None
         if cancel is not None:
             cancel()
@@ -418,6 +463,7 @@ class Driver:
 
     def _on_timer(self) -> None:
         self._cancel_timer = None
+        self._timer_callback = None
         if self._in_wait and not self._closed:
             self._turn()
 
