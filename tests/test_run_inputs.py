@@ -421,7 +421,8 @@ def test_done_callback_raising_base_exception_still_cleans_up(worker_host):
 @pytest.fixture
 def sigint_restored() -> Iterator[None]:
     """Put the default SIGINT handler back after the test, whatever the
-    library left (see the xfail below), so later tests start clean."""
+    library left (an abandoned run cannot restore it off the main thread),
+    so later tests start clean."""
     yield
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
