@@ -629,3 +629,49 @@ def test_fd_closed_and_reused_during_the_guests_wait(host):
 
     host.run(main()).unwrap()
     assert seen[:2] == ["quiet", "new reader"], seen
+
+
+def test_second_concurrent_wait_is_a_clear_error(spawn):
+    """A difference from EpollSelector, which lets two threads block in
+    select() at once: the Go poller runs one wait at a time (aioguest.h),
+    so the second blocking select() fails at once with AioguestError
+    (AG_EBUSY) instead of waiting; a poll (timeout 0) still works."""
+    import threading
+
+    sel = aioguest.GoSelector()
+    a, b = socket.socketpair()
+    try:
+        sel.register(a, EVENT_READ)
+        entered = threading.Event()
+        done = threading.Event()
+        results: list[Any] = []
+
+        def first() -> None:
+            entered.set()
+            while True:
+                try:
+                    results.append(sel.select(10))
+                    break
+                except aioguest.AioguestError:
+                    pass  # the probe below was inside first; go again
+            done.set()
+
+        spawn(first)
+        assert entered.wait(5)
+        deadline = time.monotonic() + 5
+        error: BaseException | None = None
+        while error is None and time.monotonic() < deadline:
+            try:
+                sel.select(0.05)  # the first thread may not be inside yet
+            except aioguest.AioguestError as exc:
+                error = exc
+        assert error is not None and error.code == _native.EBUSY  # type: ignore[attr-defined]
+        assert "already in progress" in str(error)
+        b.send(b"x")
+        assert done.wait(5)
+        assert [key.fileobj for key, _ in results[0]] == [a]
+        assert [key.fileobj for key, _ in sel.select(0)] == [a]
+    finally:
+        sel.close()
+        a.close()
+        b.close()
