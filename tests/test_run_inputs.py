@@ -13,8 +13,10 @@ import asyncio
 import gc
 import inspect
 import logging
+import os
 import queue
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -427,9 +429,13 @@ def sigint_restored() -> Iterator[None]:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def abandon_by_raising_threadsafe(caplog: pytest.LogCaptureFixture) -> list[Any]:
+def abandon_by_raising_threadsafe(
+    caplog: pytest.LogCaptureFixture, guest_signal: int | None = None
+) -> list[Any]:
     """Start a run whose host's run_sync_soon_threadsafe raises on the
-    worker thread; return once the abandonment is reported."""
+    worker thread; return once the abandonment is reported.  With
+    guest_signal, the guest first installs a handler for it with
+    loop.add_signal_handler (which takes over the wake-up fd)."""
     q: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
     host_thread = threading.get_ident()
     outcomes: list[Any] = []
@@ -440,6 +446,8 @@ def abandon_by_raising_threadsafe(caplog: pytest.LogCaptureFixture) -> list[Any]
         q.put(fn)
 
     async def main() -> None:
+        if guest_signal is not None:
+            asyncio.get_running_loop().add_signal_handler(guest_signal, lambda: None)
         await asyncio.sleep(0.01)
 
     with caplog.at_level(logging.ERROR, logger="aioguest"):
@@ -555,3 +563,45 @@ def test_not_threadsafe_raising_mid_run_ends_run_with_that_error(caplog):
     assert len(outcomes) == 1
     assert isinstance(outcomes[0], outcome.Error) and isinstance(outcomes[0].error, Refused)
     assert cleaned == [True]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="run.py: a run abandoned on its worker thread cannot undo the guest's "
+    "add_signal_handler there (signal.set_wakeup_fd and signal.signal work on the main "
+    "thread only): loop.close() fails in remove_signal_handler ('closing an abandoned "
+    "guest loop failed'), the process's wake-up fd is left pointing at the closed loop's "
+    "self-pipe (a number the next open() reuses), the guest's handler stays, and the "
+    "host's wake-up fd is never restored, not even by a later run on the main thread",
+)
+def test_abandonment_on_the_worker_thread_gives_the_wakeup_fd_back(caplog, sigint_restored):
+    host_r, host_w = socket.socketpair()
+    host_r.setblocking(False)
+    host_w.setblocking(False)
+    old_fd = signal.set_wakeup_fd(host_w.fileno())
+    try:
+        abandon_by_raising_threadsafe(caplog, guest_signal=signal.SIGUSR1)
+        gc.collect()
+        current = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(current, warn_on_full_buffer=False)
+        if current != host_w.fileno():
+            # Not restored yet (possible off the main thread): it must at
+            # least not name a closed descriptor, which open() would reuse.
+            os.fstat(current)
+        # By the end of the next run on the main thread, the host's state
+        # must be back: its wake-up fd, and no handler left by the guest.
+        q: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
+        outcomes: list[Any] = []
+        aioguest.start_guest_run(
+            some_guest(), run_sync_soon_threadsafe=q.put, done_callback=outcomes.append
+        )
+        while not outcomes:
+            q.get(timeout=5)()
+        assert outcomes[0].unwrap() == "ran"
+        assert signal.set_wakeup_fd(-1) == host_w.fileno()
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    finally:
+        signal.set_wakeup_fd(old_fd)
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        host_r.close()
+        host_w.close()
