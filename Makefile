@@ -9,6 +9,8 @@
 #   make lint         ruff + mypy
 #   make test         system-deps, go-check, lint, pytest in .venv, pytest on $(PYTHONS)
 #   make demo         run examples/demo.py from .venv
+#   make soak         10 minutes of guest-mode traffic and injected failures (not in `make test`)
+#   make stress       the Go core under -race for STRESS_TIME (not in `make test`)
 #   make clean
 #
 # Knobs (override on the command line, e.g. `make test PYTHONS=3.12`):
@@ -35,6 +37,8 @@ FUZZTIME ?= 10s
 FUZZ_PKGS := ./internal/abi ./internal/handoff
 HOSTS_REQ ?= -r requirements/hosts.txt
 PYTEST_ARGS ?=
+SOAK_ARGS ?=
+STRESS_TIME ?= 60s
 PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 
 # Newest pyenv X.Y.* interpreter, else pythonX.Y on PATH, else empty.
@@ -63,7 +67,7 @@ PKG_DEPS := $(GO_DEPS) $(PY_SRCS) setup.py pyproject.toml
 # Run Python tools against the installed package only, never python/.
 NO_SRC_PATH := env -u PYTHONPATH
 
-.PHONY: all lib system-deps go-check venv lint test pytest pytest-matrix demo clean
+.PHONY: all lib system-deps go-check venv lint test pytest pytest-matrix demo soak stress clean
 
 all: test
 
@@ -159,6 +163,12 @@ test: system-deps go-check lint pytest pytest-matrix
 
 demo: venv
 	$(NO_SRC_PATH) .venv/bin/python examples/demo.py
+
+soak: venv
+	$(NO_SRC_PATH) AIOGUEST_GO='$(GO)' .venv/bin/python tools/soak.py $(SOAK_ARGS)
+
+stress:
+	CGO_ENABLED=1 $(GO) run -race ./cmd/stress -duration $(STRESS_TIME)
 
 clean:
 	rm -rf build dist .venv .venv-* python/*.egg-info .pytest_cache .mypy_cache .ruff_cache
