@@ -565,15 +565,6 @@ def test_not_threadsafe_raising_mid_run_ends_run_with_that_error(caplog):
     assert cleaned == [True]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.py: a run abandoned on its worker thread cannot undo the guest's "
-    "add_signal_handler there (signal.set_wakeup_fd and signal.signal work on the main "
-    "thread only): loop.close() fails in remove_signal_handler ('closing an abandoned "
-    "guest loop failed'), the process's wake-up fd is left pointing at the closed loop's "
-    "self-pipe (a number the next open() reuses), the guest's handler stays, and the "
-    "host's wake-up fd is never restored, not even by a later run on the main thread",
-)
 def test_abandonment_on_the_worker_thread_gives_the_wakeup_fd_back(caplog, sigint_restored):
     host_r, host_w = socket.socketpair()
     host_r.setblocking(False)

@@ -46,6 +46,9 @@ logger = logging.getLogger("aioguest")
 _HostCallback = Callable[[Callable[[], None]], object]
 
 _live_runs: weakref.WeakSet[GuestRun] = weakref.WeakSet()
+# Runs abandoned off the main thread whose signal state only the main
+# thread can undo (see GuestRun._abandon).
+_close_on_main_thread: list[GuestRun] = []
 _atexit_registered = False
 
 
@@ -57,6 +60,7 @@ def _forget_runs_after_fork() -> None:
     for run in list(_live_runs):
         run._abandoned = True
     _live_runs.clear()
+    _close_on_main_thread.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -344,6 +348,20 @@ class GuestRun:
             pass
         # Closes the lifecycle without its teardown (it would need turns).
         self._lifecycle_gen.close()
+        if (
+            self._host_wakeup_fd is not None
+            and threading.current_thread() is not threading.main_thread()
+        ):
+            # The guest installed signal handlers, and only the main thread
+            # may remove them and give the host its wake-up fd back
+            # (loop.close() would fail half-way here, leaving the process's
+            # wake-up fd naming a closed pipe whose number open() reuses).
+            # The worker is stopped already (the driver is closed); the
+            # loop, whose self-pipe and poller stay open meanwhile, is
+            # closed by the next call from the main thread: a new run, or
+            # the exit hook.
+            _close_on_main_thread.append(self)
+            return
         self._restore_sigint()
         self._restore_wakeup_fd()
         # Closing the loop stops the worker thread and releases the fds;
@@ -356,6 +374,20 @@ class GuestRun:
                 logger.exception("closing an abandoned guest loop failed")
         else:
             self._selector.close()
+
+
+def _close_deferred_runs() -> None:
+    """On the main thread: finish what abandonment off it had to leave."""
+    while _close_on_main_thread:
+        run = _close_on_main_thread.pop(0)
+        loop = run._loop
+        try:
+            if not loop.is_closed():
+                loop.close()  # removes the guest's signal handlers
+        except Exception:
+            logger.exception("closing an abandoned guest loop failed")
+        run._restore_sigint()
+        run._restore_wakeup_fd()
 
 
 def _on_sigint(run_ref: weakref.ref[GuestRun], signum: int, frame: FrameType | None) -> None:
@@ -415,6 +447,7 @@ def _register_atexit() -> None:
 def _abandon_live_runs() -> None:
     for run in list(_live_runs):
         run._abandon("the interpreter is exiting")
+    _close_deferred_runs()
 
 
 def _prepare_loop(loop: object) -> tuple[asyncio.AbstractEventLoop, GoSelector]:
@@ -522,6 +555,8 @@ def start_guest_run(
         _close_coroutine(coro)
         raise
 
+    if _close_on_main_thread and threading.current_thread() is threading.main_thread():
+        _close_deferred_runs()
     try:
         made = loop_factory() if loop_factory is not None else None
     except Exception as exc:
