@@ -112,7 +112,7 @@ class TkHost:
         self.root = tkinter.Tk()
         self.root.withdraw()
         self.error: BaseException | None = None
-        self.root.report_callback_exception = self._report  # type: ignore[method-assign]
+        self.root.report_callback_exception = self._report
         self.run_sync_soon_threadsafe: Callable[[Callback], Any] = self.root.after_idle
         self.run_sync_soon_not_threadsafe: Callable[[Callback], Any] = self.root.after_idle
 
@@ -167,12 +167,12 @@ class QtHost:
         event_type = QtCore.QEvent.Type(QtCore.QEvent.registerEventType())
         host = self
 
-        class CallEvent(QtCore.QEvent):  # type: ignore[misc]
+        class CallEvent(QtCore.QEvent):
             def __init__(self, fn: Callback) -> None:
                 super().__init__(event_type)
                 self.fn = fn
 
-        class Receiver(QtCore.QObject):  # type: ignore[misc]
+        class Receiver(QtCore.QObject):
             def event(self, ev: Any) -> bool:
                 if ev.type() != event_type:
                     return bool(super().event(ev))

@@ -165,7 +165,8 @@ def markdown(data: dict[str, Any]) -> str:
             return _fmt(rat.get(w, {}).get(cid, {}).get("median"), suffix="×")
 
         def m(w: str, k: str, cid: str = cid) -> float | None:
-            return med.get(w, {}).get(cid, {}).get(k)
+            value: float | None = med.get(w, {}).get(cid, {}).get(k)
+            return value
 
         if cid == NATIVE:
             timers = f"{_fmt(m('timers', 'overshoot_mean_ms'))} / " + _fmt(
@@ -200,7 +201,8 @@ def markdown(data: dict[str, Any]) -> str:
     for cid in _contenders_in(data):
 
         def m2(w: str, k: str, cid: str = cid) -> float | None:
-            return med.get(w, {}).get(cid, {}).get(k)
+            value: float | None = med.get(w, {}).get(cid, {}).get(k)
+            return value
 
         idle_cpu, idle_wk = m2("idle", "cpu_ms"), m2("idle", "wakeups")
         idle = (

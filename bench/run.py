@@ -264,6 +264,7 @@ def run_one(
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"timed out after {RUN_TIMEOUT:.0f} s", "t": t0}
     lines = res.stdout.strip().splitlines()
+    out: dict[str, Any]
     try:
         out = json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):

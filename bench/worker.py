@@ -158,7 +158,8 @@ def run_guest(
         raise RuntimeError("the host loop ended before the guest run finished")
     result = box[0]
     # outcome.Outcome from the guest modes, a Guest (.result()) from adapters.
-    return result.unwrap() if hasattr(result, "unwrap") else result.result()
+    metrics: dict[str, Any] = result.unwrap() if hasattr(result, "unwrap") else result.result()
+    return metrics
 
 
 def run_host_alone(host_name: str, ctx: Context) -> dict[str, Any]:
@@ -190,7 +191,8 @@ def run_host_alone(host_name: str, ctx: Context) -> dict[str, Any]:
         host.run(start)
     finally:
         host.close()
-    return box["result"]
+    metrics: dict[str, Any] = box["result"]
+    return metrics
 
 
 def measure(impl: str, host: str, workload: str, ctx: Context) -> dict[str, Any]:
