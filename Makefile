@@ -11,6 +11,7 @@
 #   make demo         run examples/demo.py from .venv
 #   make soak         10 minutes of guest-mode traffic and injected failures (not in `make test`)
 #   make stress       the Go core under -race for STRESS_TIME (not in `make test`)
+#   make bench        the side-by-side benchmark suite (bench/results/latest.md)
 #   make clean
 #
 # Knobs (override on the command line, e.g. `make test PYTHONS=3.12`):
@@ -67,7 +68,7 @@ PKG_DEPS := $(GO_DEPS) $(PY_SRCS) setup.py pyproject.toml
 # Run Python tools against the installed package only, never python/.
 NO_SRC_PATH := env -u PYTHONPATH
 
-.PHONY: all lib system-deps go-check venv lint test pytest pytest-matrix demo soak stress clean
+.PHONY: all lib system-deps go-check venv lint test pytest pytest-matrix demo soak stress bench clean
 
 all: test
 
@@ -170,7 +171,45 @@ soak: venv
 stress:
 	CGO_ENABLED=1 $(GO) run -race ./cmd/stress -duration $(STRESS_TIME)
 
+# ------------------------------------------------------------------ bench
+#
+#   make bench                 every workload x every contender, 3 repetitions
+#   make bench BENCH_ARGS=--quick                   a ~2-minute smoke run
+#   make bench BENCH_ARGS="--only tick,echo --reps 5"
+#
+# Writes bench/results/latest.{md,json,png} and go-bench.txt.  Ours runs from
+# the work tree (PYTHONPATH=python, with `make lib`'s library), so what is
+# measured is exactly what is checked out, uncommitted edits included.
+
+BENCH_ARGS ?=
+BENCH_VENV := bench/.venv
+BENCH_OREMANJ_VENV := bench/.venv-oremanj
+ECHOPEER := bench/.bin/echopeer
+
+# bench_venv <dir>,<requirements file>: a Python $(MAIN_PYTHON) venv with
+# exactly the pinned requirements (re-run when the file changes).
+define bench_venv
+	@py='$(call python_for,$(MAIN_PYTHON))'; \
+	if [ -z "$$py" ]; then echo "error: no Python $(MAIN_PYTHON) found" >&2; exit 1; fi; \
+	if [ ! -x $(1)/bin/python ]; then echo "creating $(1) with $$py"; "$$py" -m venv $(1); fi
+	$(NO_SRC_PATH) $(1)/bin/python -m pip install $(PIP_FLAGS) -r $(2)
+	@touch $@
+endef
+
+$(BENCH_VENV)/.installed: bench/requirements.txt | system-deps
+	$(call bench_venv,$(BENCH_VENV),bench/requirements.txt)
+
+$(BENCH_OREMANJ_VENV)/.installed: bench/requirements-oremanj.txt
+	$(call bench_venv,$(BENCH_OREMANJ_VENV),bench/requirements-oremanj.txt)
+
+$(ECHOPEER): $(wildcard cmd/echopeer/*.go) go.mod go.sum
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./cmd/echopeer
+
+bench: $(LIB) $(BENCH_VENV)/.installed $(BENCH_OREMANJ_VENV)/.installed $(ECHOPEER)
+	$(NO_SRC_PATH) AIOGUEST_GO='$(GO)' $(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf build dist .venv .venv-* python/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf bench/.venv bench/.venv-oremanj bench/.bin
 	rm -f python/aioguest/libaioguest.* python/aioguest/aioguest.dll
 	find . -path './.git' -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
