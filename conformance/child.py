@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.enable()
     loops.install(args.mode)
 
-    out = open(args.events, "a", encoding="utf-8")  # noqa: SIM115 - lives until exit
+    out = open(args.events, "a", encoding="utf-8")  # lives until the process exits
     log = sys.stderr
 
     def emit(record: dict[str, Any]) -> None:

@@ -67,19 +67,6 @@ _FORK_CHILD_REASON = (
 
 EXPECTED: tuple[Expected, ...] = (
     Expected(
-        "test.test_selectors.SelectorUnderTest.test_select_interrupt_exc",
-        modes=("selector",),
-        outcomes=("fail",),
-        kind="bug",
-        reason=(
-            "GoSelector.select() does not return when a signal handler raises: the Go "
-            "poller retries epoll_wait on EINTR, so the handler runs only when the "
-            "wait ends (here after 30 s; Ctrl-C on an idle loop is delayed the same "
-            "way). tests/test_conformance_bugs.py::"
-            "test_goselector_select_returns_for_a_raising_signal_handler"
-        ),
-    ),
-    Expected(
         "test.test_asyncio.test_unix_events.TestFork.test_fork_asyncio_run",
         modes=OURS,
         pythons=("3.12", "3.13"),

@@ -35,24 +35,6 @@ from aioguest.turn import Driver
 
 from .loops import Counters, GoSelectorEventLoop
 
-#: Work around a library bug (tests/test_conformance_bugs.py::
-#: test_closed_driver_releases_its_worker_thread): a closed Driver keeps its
-#: Handoff, and so the stopped worker's Thread object, for as long as the
-#: driver lives: until the cyclic GC runs (it holds bound methods of itself),
-#: or as long as a test keeps an exception that escaped a turn (its traceback
-#: holds the driver's frame).  3.10's test.support.threading_cleanup counts
-#: such Thread objects: those tests would be "env changed" and spin in their
-#: cleanup for seconds (hours for the whole run).  Set
-#: AIOGUEST_CONFORMANCE_NO_WORKAROUNDS=1 to see the library as it is; remove
-#: this once Driver.close() lets go of the handoff.
-WORKAROUND_DRIVER_KEEPS_HANDOFF = not os.environ.get("AIOGUEST_CONFORMANCE_NO_WORKAROUNDS")
-
-
-def _release_handoff(driver: Driver) -> None:
-    if driver.closed and "_handoff" in driver.__dict__:
-        driver.__dict__["_handoff"] = None
-
-
 _Callback = Callable[[], Any]
 
 
@@ -205,8 +187,6 @@ class GuestEventLoop(GoSelectorEventLoop):
                     host.run_one()
             finally:
                 driver.close()
-                if WORKAROUND_DRIVER_KEEPS_HANDOFF:
-                    _release_handoff(driver)
         finally:
             host.close()
         exc = outcome[0]

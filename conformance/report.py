@@ -89,6 +89,21 @@ def compare(python: str, docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                                        "detail": rec.get("detail", "")})
                 if rec.get("env_changed") and not base.get(test_id, {}).get("env_changed"):
                     env_diffs.append({"test": test_id, "mode": mode})
+    flaky = sorted(
+        (mode, test_id, rec["flaky"])
+        for mode, doc in docs.items()
+        for md in doc["modules"].values()
+        for test_id, rec in md["tests"].items()
+        if rec.get("flaky")
+    )
+    # Modules whose tests never reach aioguest (TestLoop, mock loops): their
+    # agreement with stock says nothing about us.
+    untouched = [
+        row["module"] for row in table
+        if any(m in row for m in docs if m != "stock")
+        and all(not row[m]["counters"].get("loops") for m in docs if m != "stock" and m in row)
+        and row.get("stock", {}).get("counts", (0,))[0] > 0
+    ]
     stale = []
     for i, entry in enumerate(expected.EXPECTED):
         if i in used or python not in entry.pythons:
@@ -108,6 +123,8 @@ def compare(python: str, docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "skipped_only_here": skip_diffs,
         "env_changed_only_here": env_diffs,
         "stale_expectations": stale,
+        "flaky": [{"mode": m, "test": t, "how": h} for m, t, h in flaky],
+        "untouched_modules": untouched,
     }
 
 
@@ -160,6 +177,15 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append("")
     else:
         lines.append(f"No differences from stock on {py}.")
+        lines.append("")
+    if summary.get("untouched_modules"):
+        lines.append("Modules whose tests never create a loop on a GoSelector (they test "
+                     "asyncio's own logic on TestLoop or mock loops): "
+                     + ", ".join(summary["untouched_modules"]) + ".")
+        lines.append("")
+    if summary.get("flaky"):
+        lines.append("Failed, then passed when re-run (counted as passes): " + ", ".join(
+            f"`{_short(f['test'])}` ({f['mode']})" for f in summary["flaky"]) + ".")
         lines.append("")
     if summary["skipped_only_here"]:
         lines.append("Skipped here but passed with stock: " + ", ".join(

@@ -1,7 +1,12 @@
 """Run ``test.test_asyncio`` modules in one or more modes; write the raw results.
 
-    python -m conformance.run --python .venv-3.12/bin/python --mode stock selector guest
-    python -m conformance.run --python /usr/bin/python3.11 --modules test_tasks test_locks
+    python -m conformance.run --python .venv-3.12/bin/python          # every mode, module
+    python -m conformance.run --python .venv/bin/python --mode stock guest \
+        --modules test_tasks test_locks --report
+
+Modes: stock, selector, guest, guest-watch (see ``__init__.py``).  Module
+names are test.test_asyncio's, plus ``test_selectors`` (GoSelector against
+the stdlib's generic selector tests).  The interpreter must import aioguest.
 
 Each module runs in its own interpreter (``child.py``), with a watchdog per
 test.  When a test hangs or kills the interpreter, the module is restarted

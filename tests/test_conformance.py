@@ -12,10 +12,13 @@ test broken on this machine for everyone is not our bug).
 from __future__ import annotations
 
 import os
+import selectors
 import sys
 from typing import Any
 
 import pytest
+
+import aioguest
 
 # The runner lives next to tests/, not in the installed package; appended,
 # so nothing in the repository root can shadow an installed module.
@@ -30,9 +33,10 @@ VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
 # Chosen for what they exercise per second (see docs/conformance.md for the
 # timings): test_events runs the loop API on each selector kind (sockets,
 # pipes, subprocesses, signals, servers), the others cover streams, raw
-# socket operations, sendfile, signal handling and child watchers, and the
-# synchronisation primitives under IsolatedAsyncioTestCase; test_selectors
-# checks GoSelector itself (selector mode only).
+# socket operations, sendfile, signal handling and child watchers,
+# to_thread, and the synchronisation primitives under IsolatedAsyncioTestCase
+# (each of these creates loops on every version: test_queues, say, runs on
+# TestLoop in 3.10); test_selectors checks GoSelector itself (selector mode).
 SUBSET = (
     "test_events",
     "test_streams",
@@ -41,7 +45,7 @@ SUBSET = (
     "test_server",
     "test_unix_events",
     "test_locks",
-    "test_queues",
+    "test_threads",
     "test_timeouts",
     "test_waitfor",
     "test_selectors",
@@ -109,3 +113,22 @@ def test_expected_entries_are_well_formed() -> None:
         assert entry.outcomes and set(entry.outcomes) <= set(expected.BAD_OUTCOMES), entry
         assert entry.kind in ("inherent", "bug"), entry
         assert len(entry.reason) > 20, entry
+
+
+@pytest.mark.parametrize("cls", [selectors.EpollSelector, aioguest.GoSelector])
+def test_modify_refused_by_the_kernel_unregisters(cls: Any) -> None:
+    """What test_selectors' test_modify_unregister checks (bpo-30014), which
+    it can only do for the stdlib selectors (it patches their internals): a
+    registration the kernel refused to modify is dropped, not left stale."""
+    selector = cls()
+    r, w = os.pipe()
+    try:
+        selector.register(r, selectors.EVENT_READ)
+        os.close(r)  # the kernel forgets it; modify now fails with EBADF
+        with pytest.raises(OSError):
+            selector.modify(r, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        with pytest.raises(KeyError):
+            selector.get_key(r)
+    finally:
+        os.close(w)
+        selector.close()

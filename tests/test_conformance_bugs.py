@@ -1,10 +1,11 @@
 """Library bugs found by the conformance runner (``conformance/``), one test each.
 
 Each test is the smallest reproduction of a difference from stock asyncio
-that ``make conformance`` showed, marked ``xfail(strict=True)`` until the
-library is fixed: the fix turns it into an unexpected pass, which fails, so
-the marker (and the matching entry in ``conformance/expected.py`` or
-workaround in ``conformance/guestloop.py``) goes away with the bug.
+that ``make conformance`` showed.  While a bug is open its test is marked
+``xfail(strict=True)`` with the reason (and the difference is listed in
+``conformance/expected.py``); the fix turns it into an unexpected pass,
+which fails, so the marker goes away with the bug and the test stays as a
+regression test.  docs/conformance.md lists them, open and fixed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
+import selectors
 import signal
 import threading
 import time
@@ -26,18 +28,11 @@ from aioguest.turn import Driver
 from conftest import Spawner
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Driver.close() keeps the Handoff, and with it the stopped worker's Thread "
-        "object, for as long as the driver lives: until the cyclic GC runs (the "
-        "driver holds bound methods of itself), or while anything holds an "
-        "exception that escaped a turn (its traceback holds Driver._turn's frame). "
-        "3.10's test.support.threading_cleanup counts such Thread objects "
-        "(threading._dangling) and reports those guest-mode tests as 'env changed'"
-    ),
-)
 def test_closed_driver_releases_its_worker_thread() -> None:
+    """A closed Driver lets go of its Handoff, and so of the stopped worker's
+    Thread object: the driver may outlive close() (a traceback of an exception
+    that escaped a turn holds its frames), and 3.10's test.support counts
+    such Thread objects as dangling ("env changed").  Fixed in 8c0b05e."""
     selector = aioguest.GoSelector()
     loop = asyncio.SelectorEventLoop(selector)
     host: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
@@ -75,18 +70,11 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
     raise _Interrupted
 
 
-_SIGNAL_REASON = (
-    "GoSelector.select() blocks in Go, whose poller retries epoll_wait on EINTR "
-    "(internal/poller/wait.go), so a signal never returns control to Python until "
-    "the timeout or an event: a raising handler (KeyboardInterrupt from Ctrl-C) is "
-    "delayed for as long as the loop idles, forever under select(None); "
-    "selectors.EpollSelector returns to run the handler (PEP 475). Found by "
-    "test_selectors.SelectorUnderTest.test_select_interrupt_exc"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=_SIGNAL_REASON)
 def test_goselector_select_returns_for_a_raising_signal_handler(spawn: Spawner) -> None:
+    """select() returns to Python on a signal, so a raising handler ends the
+    wait as with EpollSelector (PEP 475); the Go poller used to retry on
+    EINTR.  Found by test_selectors' test_select_interrupt_exc; fixed in
+    8c0b05e."""
     previous = signal.signal(signal.SIGUSR1, _raise_interrupted)
     selector = aioguest.GoSelector()
     try:
@@ -100,8 +88,9 @@ def test_goselector_select_returns_for_a_raising_signal_handler(spawn: Spawner) 
         signal.signal(signal.SIGUSR1, previous)
 
 
-@pytest.mark.xfail(strict=True, reason=_SIGNAL_REASON)
 def test_ctrl_c_reaches_an_idle_loop_on_goselector(spawn: Spawner) -> None:
+    """The same bug as seen by a program: Ctrl-C waited for the idle loop's
+    next timer (forever with none)."""
     loop = asyncio.SelectorEventLoop(aioguest.GoSelector())
     try:
         start = time.monotonic()
@@ -111,3 +100,25 @@ def test_ctrl_c_reaches_an_idle_loop_on_goselector(spawn: Spawner) -> None:
         assert time.monotonic() - start < 2, "Ctrl-C waited for the loop's next timer"
     finally:
         loop.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "GoSelector.modify() unregisters the fd after a failed modify before it "
+        "raises, and the unregister's own native call overwrites the shared error "
+        "buffer: the OSError's message describes a failed remove, not the modify"
+    ),
+)
+def test_failed_modify_reports_the_modify_error() -> None:
+    selector = aioguest.GoSelector()
+    r, w = os.pipe()
+    try:
+        selector.register(r, selectors.EVENT_READ)
+        os.close(r)
+        with pytest.raises(OSError) as info:
+            selector.modify(r, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        assert "remove" not in str(info.value), str(info.value)
+    finally:
+        os.close(w)
+        selector.close()
