@@ -73,7 +73,8 @@ def _bad(python: str, mode: str, doc: dict[str, Any]) -> dict[str, dict[str, str
 def test_asyncio_subset(mode: str, tmp_path: Any) -> None:
     info = run.python_info(sys.executable)
     modules = [m for m in SUBSET if m in info["modules"]]
-    assert modules, "this interpreter has no test.test_asyncio"
+    if not modules:
+        pytest.skip("this interpreter ships without its test package (test.test_asyncio)")
     results = run.run(
         sys.executable, [mode], modules, str(tmp_path), jobs=1, test_timeout=120,
         module_timeout=600, max_restarts=5, rerun_failures=True, quiet=True,
