@@ -12,6 +12,8 @@
 #   make soak         10 minutes of guest-mode traffic and injected failures (not in `make test`)
 #   make stress       the Go core under -race for STRESS_TIME (not in `make test`)
 #   make bench        the side-by-side benchmark suite (bench/results/latest.md)
+#   make conformance  CPython's test_asyncio natively, on GoSelector and as a guest
+#                     (a fast subset runs in `make test`)
 #   make clean
 #
 # Knobs (override on the command line, e.g. `make test PYTHONS=3.12`):
@@ -55,8 +57,9 @@ LIB_NAME := libaioguest.so
 endif
 LIB := python/aioguest/$(LIB_NAME)
 
-# Sources. find prunes dot-directories (.git, .venv*) and build output.
-find_src = $(shell find . -path './.*' -prune -o \( -path ./build -o -path ./dist \) -prune \
+# Sources. find prunes dot-directories at any depth (.git, .venv*,
+# bench/.venv*) and build output.
+find_src = $(shell find . -mindepth 1 -name '.*' -prune -o \( -path ./build -o -path ./dist \) -prune \
                           -o -type f \( $(1) \) -print 2>/dev/null)
 GO_SRCS := $(call find_src,-name '*.go')
 GO_DEPS := $(GO_SRCS) $(call find_src,-name '*.c' -o -name '*.h' -o -name '*.s') \
@@ -68,7 +71,7 @@ PKG_DEPS := $(GO_DEPS) $(PY_SRCS) setup.py pyproject.toml
 # Run Python tools against the installed package only, never python/.
 NO_SRC_PATH := env -u PYTHONPATH
 
-.PHONY: all lib system-deps go-check venv lint test pytest pytest-matrix demo soak stress bench clean
+.PHONY: all lib system-deps go-check venv lint test pytest pytest-matrix demo soak stress bench conformance clean
 
 all: test
 
@@ -171,6 +174,28 @@ soak: venv
 stress:
 	CGO_ENABLED=1 $(GO) run -race ./cmd/stress -duration $(STRESS_TIME)
 
+# ------------------------------------------------------------------ conformance
+
+# CPython's own test_asyncio (and test_selectors' generic selector tests) in
+# the stock, selector, guest and guest-watch modes on every Python found;
+# writes conformance/results/<X.Y>.{md,json} and the tables at the end of
+# docs/conformance.md, and fails on a difference from stock asyncio that
+# conformance/expected.py does not list.  `make test` runs a fast subset
+# (tests/test_conformance.py).  About 25 minutes.
+#   CONFORMANCE_ARGS  extra `python -m conformance.run` arguments, e.g.
+#                     --jobs 2, or --mode stock guest --modules test_events
+CONFORMANCE_ARGS ?=
+
+conformance: venv $(foreach v,$(PYTHONS_FOUND),.venv-$(v)/.installed)
+	@status=0; \
+	for py in .venv/bin/python $(foreach v,$(PYTHONS_FOUND),.venv-$(v)/bin/python); do \
+	    $(NO_SRC_PATH) .venv/bin/python -m conformance.run --python $$py $(CONFORMANCE_ARGS) \
+	        || status=1; \
+	done; \
+	$(NO_SRC_PATH) .venv/bin/python -m conformance.report --docs docs/conformance.md \
+	    || status=1; \
+	exit $$status
+
 # ------------------------------------------------------------------ bench
 #
 #   make bench                 every workload x every contender, 3 repetitions
@@ -210,6 +235,6 @@ bench: $(LIB) $(BENCH_VENV)/.installed $(BENCH_OREMANJ_VENV)/.installed $(ECHOPE
 
 clean:
 	rm -rf build dist .venv .venv-* python/*.egg-info .pytest_cache .mypy_cache .ruff_cache
-	rm -rf bench/.venv bench/.venv-oremanj bench/.bin
+	rm -rf bench/.venv bench/.venv-oremanj bench/.bin conformance/results/raw
 	rm -f python/aioguest/libaioguest.* python/aioguest/aioguest.dll
 	find . -path './.git' -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -102,14 +102,6 @@ def test_ctrl_c_reaches_an_idle_loop_on_goselector(spawn: Spawner) -> None:
         loop.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "GoSelector.modify() unregisters the fd after a failed modify before it "
-        "raises, and the unregister's own native call overwrites the shared error "
-        "buffer: the OSError's message describes a failed remove, not the modify"
-    ),
-)
 def test_failed_modify_reports_the_modify_error() -> None:
     selector = aioguest.GoSelector()
     r, w = os.pipe()

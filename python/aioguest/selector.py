@@ -214,9 +214,13 @@ class GoSelector(selectors.BaseSelector):
             rc = self._quick.poller_modify(handle, key.fd, events, tag, self._err, len(self._err))
             if rc < 0:
                 # Same as the stdlib: a registration the kernel refused to
-                # change is dropped rather than left half-updated.
-                self.unregister(fileobj)
-                _native.raise_error(rc, self._err, f"cannot modify fd {key.fd}")
+                # change is dropped rather than left half-updated.  Build
+                # the error first: unregister's own call reuses the buffer.
+                try:
+                    _native.raise_error(rc, self._err, f"cannot modify fd {key.fd}")
+                except BaseException:
+                    self.unregister(fileobj)
+                    raise
         elif data is key.data:
             return key
         key = key._replace(events=events, data=data)
