@@ -15,8 +15,6 @@ import importlib
 import logging
 import os
 import re
-import select
-import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +27,8 @@ from typing import Any
 import pytest
 
 from aioguest.hosts import qt as qt_host
+
+from .samples import ctrl_c_sample
 
 BINDING_ENV = "AIOGUEST_QT_BINDING"
 ROOT = Path(__file__).resolve().parents[2]
@@ -868,38 +868,6 @@ def test_sample_screenshot_mid_download(download_server, tmp_path):
         target.write_bytes(data)
 
 
-# A non-interactive shell starts background jobs with SIGINT ignored, and
-# an ignored signal stays ignored across exec: give the sample the default.
-_DEFAULT_SIGINT_THEN_EXEC = (
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
-)
-
-
 @pytest.mark.skipif(IN_CHILD, reason="runs in the parent process only")
 def test_sample_ctrl_c_cancels_the_guest(download_server):
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _DEFAULT_SIGINT_THEN_EXEC, str(SAMPLE)]
-        + ["--port", str(download_server), "--size", "16"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_child_env(),
-        cwd=EXAMPLES,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        assert ready, "the sample did not start downloading within 30 s"
-        assert proc.stdout.readline().strip() == "receiving"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert "Traceback" not in err, err
-    assert "abandoned" not in err, err
-    last = out.strip().splitlines()[-1]
-    assert re.fullmatch(r"result: interrupted; ticks \d+", last), (last, err)
-    assert proc.returncode == 130, err
+    ctrl_c_sample(SAMPLE, download_server, _child_env())
