@@ -344,6 +344,40 @@ async def _await_settled(over: asyncio.Future[None], on_cancel: Callable[[], obj
     return cancelled
 
 
+def start_task_in(
+    target: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, T],
+    remote: list[asyncio.Task[T]],
+    settle: Callable[..., object],
+    given_up: Callable[[], bool],
+) -> None:
+    """Soon, from a callback of *target* (a loop on this thread), make
+    *coro* a task of it: append the task to *remote* and call ``settle``
+    when it is done.  If ``given_up()`` by then, close *coro* and settle at
+    once.  The task copies the caller's context."""
+
+    def create() -> None:
+        # Runs in the target loop, so the task starts under its own
+        # running loop (an eager task factory would otherwise run the
+        # first step in the caller's loop).
+        if given_up():
+            coro.close()
+            settle()
+            return
+        task = target.create_task(coro)
+        remote.append(task)
+        task.add_done_callback(settle)
+
+    # Both loops run on this thread, so plain call_soon is enough: an idle
+    # guest is woken by the driver's call_soon hook, and a host loop is
+    # running the guest turn that is calling us.
+    try:
+        target.call_soon(create, context=contextvars.copy_context())
+    except BaseException:
+        coro.close()
+        raise
+
+
 async def _call_across(
     target: asyncio.AbstractEventLoop,
     coro: Coroutine[Any, Any, T],
@@ -360,27 +394,7 @@ async def _call_across(
         if not over.done() and not here.is_closed():
             over.set_result(None)
 
-    def create() -> None:
-        # Runs in the target loop, so the task starts under its own
-        # running loop (an eager task factory would otherwise run the
-        # first step in the caller's loop).
-        if cancelled or over.done():
-            coro.close()
-            settle()
-            return
-        task = target.create_task(coro)
-        remote.append(task)
-        task.add_done_callback(settle)
-
-    # Both loops run on this thread, so plain call_soon is enough: an idle
-    # guest is woken by the driver's call_soon hook, and a host loop is
-    # running the guest turn that is calling us.  The context makes the
-    # task copy the caller's.
-    try:
-        target.call_soon(create, context=contextvars.copy_context())
-    except BaseException:
-        coro.close()
-        raise
+    start_task_in(target, coro, remote, settle, lambda: cancelled or over.done())
     if guest is not None:
         # A guest that ends before running create() drops it with its loop.
         guest.add_done_callback(settle)

@@ -52,6 +52,7 @@ import trio  # type: ignore[import-not-found, import-untyped, unused-ignore]
 
 from ..guest import Guest, start_guest
 from ..turn import DEFAULT_TIME_SLICE
+from .asyncio import start_task_in
 
 __all__ = [
     "TrioHost",
@@ -323,23 +324,7 @@ async def run_in_guest(guest: Guest[Any], coro: Coroutine[Any, Any, T]) -> T:
     def settle(_: object = None) -> None:
         settled.set()
 
-    def create() -> None:
-        # Runs in a guest turn, so the task starts with the guest as the
-        # running loop.
-        if cancelled:
-            coro.close()
-            settle()
-            return
-        task = guest_loop.create_task(coro)
-        remote.append(task)
-        task.add_done_callback(settle)
-
-    try:
-        # Same thread: the driver's call_soon hook wakes an idle guest.
-        guest_loop.call_soon(create, context=contextvars.copy_context())
-    except BaseException:
-        coro.close()
-        raise
+    start_task_in(guest_loop, coro, remote, settle, lambda: cancelled)
     # A guest that ends before running create() drops it with its loop.
     guest.add_done_callback(settle)
     try:
