@@ -37,6 +37,7 @@ conformance runner does, to run CPython's own asyncio tests in guest mode).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import sys
@@ -49,6 +50,8 @@ from typing import Any, Protocol
 from .selector import GoSelector
 
 __all__ = ["DEFAULT_TIME_SLICE", "Driver", "PollerWatcher"]
+
+logger = logging.getLogger("aioguest")
 
 #: How long one turn may keep running ready callbacks before it yields the
 #: host thread back to the host (seconds).
@@ -575,11 +578,7 @@ def _worker_notify(driver_ref: weakref.ref[Driver]) -> Callable[[], bool]:
         try:
             driver._run_sync_soon_threadsafe(resume)
         except BaseException:
-            import logging
-
-            logging.getLogger("aioguest").exception(
-                "run_sync_soon_threadsafe raised; the guest run cannot go on"
-            )
+            logger.exception("run_sync_soon_threadsafe raised; the guest run cannot go on")
             if resume.disarm() is not None:
                 driver._abandoned("its host's run_sync_soon_threadsafe raised")
             return False
