@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import outcome
 
 from .selector import GoSelector
-from .turn import DEFAULT_TIME_SLICE, Driver, PollerWatcher
+from .turn import DEFAULT_TIME_SLICE, Driver, PollerWatcher, running_loop_set_aside
 
 __all__ = ["DEFAULT_TIME_SLICE", "GuestRun", "start_guest_run"]
 
@@ -235,11 +235,8 @@ class GuestRun:
         gen = self._lifecycle_gen
         error: BaseException | None = exc
         result: outcome.Outcome[Any]
-        # run_forever refuses to start under another running loop: a host
-        # that is itself asyncio has its loop set while it calls us.
-        host_loop = asyncio.events._get_running_loop()
-        asyncio.events._set_running_loop(None)
-        try:
+        # A host that is itself asyncio has its loop set while it calls us.
+        with running_loop_set_aside():
             while True:
                 try:
                     future = gen.send(None) if error is None else gen.throw(error)
@@ -259,8 +256,6 @@ class GuestRun:
                         loop.run_forever()
                 except BaseException as failure:
                     error = failure
-        finally:
-            asyncio.events._set_running_loop(host_loop)
         self._finish(result)
 
     def _on_future_done(self, future: asyncio.Future[Any]) -> None:

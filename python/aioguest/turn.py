@@ -37,6 +37,7 @@ conformance runner does, to run CPython's own asyncio tests in guest mode).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -44,7 +45,7 @@ import sys
 import time
 import weakref
 from asyncio import events
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from .selector import GoSelector
@@ -558,6 +559,25 @@ class Driver:
         self.close()
         if on_abandon is not None:
             on_abandon(reason)
+
+
+@contextlib.contextmanager
+def running_loop_set_aside() -> Iterator[asyncio.AbstractEventLoop | None]:
+    """Unset the thread's running loop for the block, restore it after.
+
+    For code that must start or run a loop on a thread whose own asyncio
+    loop (a host that is itself asyncio) is running and calling us:
+    ``run_forever`` refuses to start under another running loop.  (A turn
+    does the same inline: it is the hot path.)
+    """
+    host_loop = events._get_running_loop()
+    if host_loop is not None:
+        events._set_running_loop(None)
+    try:
+        yield host_loop
+    finally:
+        if host_loop is not None:
+            events._set_running_loop(host_loop)
 
 
 def _worker_notify(driver_ref: weakref.ref[Driver]) -> Callable[[], bool]:

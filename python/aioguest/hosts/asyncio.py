@@ -47,7 +47,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from ..guest import Guest, start_guest
-from ..turn import DEFAULT_TIME_SLICE
+from ..turn import DEFAULT_TIME_SLICE, running_loop_set_aside
 
 __all__ = [
     "AsyncioHost",
@@ -171,13 +171,10 @@ def start(
     # loops sharing a thread is almost always an accident; here it is what
     # the caller asked for.  Nothing in start_guest_run looks at the
     # running loop otherwise (the guest's own turns unset it themselves).
-    events._set_running_loop(None)
-    try:
+    with running_loop_set_aside():
         guest = start_guest(
             coro, host, debug=debug, loop_factory=loop_factory, time_slice=time_slice
         )
-    finally:
-        events._set_running_loop(running)
     if guest.task is not None:
         guest_loop = guest.task.get_loop()
         _host_loops[guest_loop] = loop
