@@ -254,3 +254,81 @@ def test_host_refusing_a_later_turn_ends_the_run_with_its_error_after_teardown(w
     assert str(out.error) == "host is shutting down"
     assert cleaned_up == [True]
     assert host.loop.is_closed()
+
+
+# ---------------------------------------------------------------------------
+# A busy guest and the host's timers
+
+
+class PassHost:
+    """A host whose loop works in passes, as Qt's GLib dispatcher does: each
+    pass first sees which of its timers are due, then runs every callback
+    that was queued before the pass began, then fires those timers.
+
+    Its one "timer" is a flag guest code raises (so it always falls due in
+    the middle of a guest turn, deterministically); for each firing the host
+    records how many guest turns started after the flag went up.
+    """
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.progress = 0  # guest iterations so far
+        self.due_at_callback: int | None = None  # callback running at due time
+        self.callbacks = 0
+        self.turns_after_due: list[int] = []
+        self._turn_starts: list[int] = []
+        self.done: list[outcome.Outcome] = []
+
+    def fall_due(self) -> None:
+        if self.due_at_callback is None:
+            self.due_at_callback = self.callbacks
+
+    def pump(self, timeout: float) -> outcome.Outcome:
+        while not self.done:
+            due = self.due_at_callback
+            pending = self.queue.qsize()
+            if not pending:
+                self.queue.get(timeout=timeout)()
+                continue
+            for _ in range(pending):
+                fn = self.queue.get_nowait()
+                self.callbacks += 1
+                seq, before = self.callbacks, self.progress
+                fn()
+                if self.progress != before:
+                    self._turn_starts.append(seq)
+            if due is not None:
+                self.turns_after_due.append(sum(1 for s in self._turn_starts if s > due))
+                self.due_at_callback = None
+                self._turn_starts.clear()
+        return self.done[0]
+
+
+def test_a_host_timer_due_during_a_busy_slice_fires_before_the_next_slice():
+    """A turn that used up its slice hands over through one empty trip round
+    the host's queue, so a host that runs queued callbacks before its due
+    timers still fires a timer that fell due during the slice before the
+    guest's next slice, not after it."""
+    host = PassHost()
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 0.3
+        while loop.time() < end:
+            host.progress += 1
+            if host.progress % 100 == 50:
+                host.fall_due()
+            await asyncio.sleep(0)
+        return host.progress
+
+    aioguest.start_guest_run(
+        main(),
+        run_sync_soon_threadsafe=host.queue.put,
+        run_sync_soon_not_threadsafe=host.queue.put,
+        done_callback=host.done.append,
+        time_slice=0.002,
+    )
+    assert host.pump(timeout=10).unwrap() > 0
+    # Several slices' worth of firings, each of them ahead of the next turn.
+    assert len(host.turns_after_due) >= 10
+    assert host.turns_after_due == [0] * len(host.turns_after_due)

@@ -22,7 +22,8 @@ conformance runner does, to run CPython's own asyncio tests in guest mode).
     thread is involved, so a wake-up costs what it costs natively.
 
 * A turn that keeps finding work ends when its time slice is used up, and
-  the next one is queued behind whatever the host has pending.
+  the next one is queued behind whatever the host has pending, including
+  the timers that fell due during the slice (see ``_schedule_turn``).
 * Host code that schedules guest work while the guest is idle goes through
   the loop's ``call_soon`` or ``call_at``; while (and only while) the guest
   is idle the driver shadows those two on the loop instance to end the wait.
@@ -113,12 +114,23 @@ class _Resume:
     destroyed while still armed.
     """
 
-    __slots__ = ("__weakref__", "_driver")
+    __slots__ = ("__weakref__", "_driver", "_hops")
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, hops: int = 0) -> None:
         self._driver: Driver | None = driver
+        # Trips through the host's queue still to make before the turn.
+        self._hops = hops
 
     def __call__(self) -> None:
+        if self._hops:
+            driver = self._driver
+            if driver is None:
+                return
+            self._hops -= 1
+            # Still armed: the host now holds us again, and dropping us
+            # from its queue is abandonment as before.
+            driver._hop(self)
+            return
         driver = self.disarm()
         if driver is not None:
             driver._turn()
@@ -366,16 +378,24 @@ class Driver:
                 self._on_stop(error)
             finally:
                 error = None  # no frame <-> traceback cycle
-        elif self._rerun or self._suspend == 0:
+        elif self._rerun:
             self._reschedule()
+        elif self._suspend == 0:
+            self._reschedule(yield_to_host=True)
         else:
             timeout = self._suspend
             assert timeout is None or isinstance(timeout, (int, float))
             self._wait(timeout)
 
-    def _reschedule(self) -> None:
+    def _reschedule(self, yield_to_host: bool = False) -> None:
         try:
-            self._schedule_turn()
+            self._schedule_turn(hops=1 if yield_to_host else 0)
+        except BaseException as exc:
+            self._host_refused(exc)
+
+    def _hop(self, resume: _Resume) -> None:
+        try:
+            self._run_sync_soon_not_threadsafe(resume)
         except BaseException as exc:
             self._host_refused(exc)
 
@@ -393,13 +413,24 @@ class Driver:
             raise exc
         on_host_error(exc)
 
-    def _schedule_turn(self) -> None:
+    def _schedule_turn(self, hops: int = 0) -> None:
+        # A turn that used up its slice is handed over through one extra
+        # empty trip round the host's queue (hops=1).  Many hosts run, per
+        # pass of their loop, every callback queued before the pass began
+        # and only then their due timers: Qt's GLib dispatcher sends posted
+        # events ahead of timers, a Trio batch may run our entry-queue job
+        # before the timer task woken with it.  Queued straight back, a
+        # busy guest's next slice would run ahead of a timer that fell due
+        # during this one, and the timer would wait two slices; after the
+        # empty trip it waits at most the rest of this one.  The trip costs
+        # one host callback per slice.
+        #
         # The watch is for waits only: while a turn is queued, a readable
         # poller (a busy guest's I/O) would fire on every host iteration and
         # either run turns ahead of the host's own fairness (how it queues
         # our callback behind its timers and redraws) or spin for nothing.
         self._unwatch()
-        resume = _Resume(self)
+        resume = _Resume(self, hops)
         self._scheduled = weakref.ref(resume)
         self._run_sync_soon_not_threadsafe(resume)
 
