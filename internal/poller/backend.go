@@ -27,12 +27,14 @@ type backend interface {
 	// of Read|Write; tag must come back in every Event for fd.
 	ctl(op ctlOp, fd int64, events, tag uint32) error
 
-	// wait blocks for at most timeoutMs milliseconds (-1: no limit, 0:
-	// poll) and writes up to len(out) records (len(out) >= 1).  woke
+	// wait blocks for at most timeout nanoseconds (-1: no limit, 0:
+	// poll; never more than maxChunkMs milliseconds at a time, so a
+	// backend whose kernel wait takes milliseconds rounds up with
+	// chunkMs) and writes up to len(out) records (len(out) >= 1).  woke
 	// reports that the wake-up channel fired; the backend has drained
 	// it before returning.  n == 0 && !woke means the kernel reported
 	// nothing (a timeout).  An interrupted wait returns errInterrupted.
-	wait(out []Event, timeoutMs int) (n int, woke bool, err error)
+	wait(out []Event, timeout int64) (n int, woke bool, err error)
 
 	// wake makes the current or next wait return with woke set.  It
 	// need not coalesce: Poller calls it once per batch of wake-ups.

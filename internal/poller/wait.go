@@ -30,6 +30,15 @@ func chunkMs(remaining int64) int {
 	return int((remaining + int64(time.Millisecond) - 1) / int64(time.Millisecond))
 }
 
+// chunkNs is chunkMs for a backend whose kernel wait takes nanoseconds:
+// the same cap, no rounding.
+func chunkNs(remaining int64) int64 {
+	if remaining <= 0 {
+		return 0
+	}
+	return min(remaining, int64(maxChunkMs)*int64(time.Millisecond))
+}
+
 // Wait blocks until a registered fd is ready, timeout nanoseconds pass
 // (<0: no limit, 0: poll without blocking) or Wake is called, and writes
 // up to len(buf) records to buf.  It returns the number written (0 on
@@ -89,11 +98,11 @@ func (p *Poller) waitLoop(buf []Event, start, timeout int64, stopOnSignal bool) 
 		deadline = start + timeout
 	}
 	for {
-		ms := -1
+		chunk := int64(-1)
 		if timeout >= 0 {
-			ms = chunkMs(deadline - monotonic())
+			chunk = chunkNs(deadline - monotonic())
 		}
-		n, woke, err := p.b.wait(out, ms)
+		n, woke, err := p.b.wait(out, chunk)
 		switch {
 		case err == errInterrupted:
 			// Signals interrupt epoll_wait even with SA_RESTART

@@ -2,6 +2,7 @@ package poller
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"runtime"
 	"sync"
@@ -14,11 +15,49 @@ import (
 // Generous: the box running the tests may be a loaded 2-core VM.
 const slack = 750 * time.Millisecond
 
+// Both kernel waits: epoll_pwait2 (nanoseconds) and, as on kernels
+// before 5.11, epoll_wait (milliseconds, rounded up).
 func TestTimeoutNeverEarly(t *testing.T) {
+	for _, mode := range []int32{0, -1} {
+		t.Run(map[int32]string{0: "pwait2", -1: "epoll_wait"}[mode], func(t *testing.T) {
+			old := pwait2.Load()
+			pwait2.Store(mode)
+			defer pwait2.Store(old)
+			testTimeoutNeverEarly(t)
+		})
+	}
+}
+
+// The sub-millisecond wait asyncio asks for when a timer is nearly due is
+// waited precisely where the kernel can: rounded up to a millisecond it
+// would fire the timer late by up to that much.
+func TestTimeoutUsesNanosecondWaitWhenAvailable(t *testing.T) {
+	pwait2.Store(0)
+	p := openPoller(t)
+	if _, err := p.Wait(make([]Event, 1), int64(100*time.Microsecond)); err != nil {
+		t.Fatal(err)
+	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		t.Fatal(err)
+	}
+	release := unix.ByteSliceToString(uts.Release[:])
+	var major, minor int
+	if _, err := fmt.Sscanf(release, "%d.%d", &major, &minor); err != nil {
+		t.Skipf("kernel release %q: %v", release, err)
+	}
+	newEnough := major > 5 || (major == 5 && minor >= 11)
+	if got := pwait2.Load(); newEnough && got != 1 {
+		t.Fatalf("kernel %s has epoll_pwait2, but the wait did not use it (state %d)", release, got)
+	}
+}
+
+func testTimeoutNeverEarly(t *testing.T) {
 	p := openPoller(t)
 	for _, d := range []time.Duration{
 		time.Nanosecond, 500 * time.Microsecond, time.Millisecond,
 		1500 * time.Microsecond, 10 * time.Millisecond, 30 * time.Millisecond,
+		100 * time.Microsecond, 1_234_567 * time.Nanosecond,
 	} {
 		start := time.Now()
 		n, err := p.Wait(make([]Event, 4), int64(d))
