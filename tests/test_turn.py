@@ -7,6 +7,7 @@ import queue
 import select
 import socket
 import threading
+import time
 import warnings
 from typing import Any
 
@@ -332,3 +333,43 @@ def test_a_host_timer_due_during_a_busy_slice_fires_before_the_next_slice():
     # Several slices' worth of firings, each of them ahead of the next turn.
     assert len(host.turns_after_due) >= 10
     assert host.turns_after_due == [0] * len(host.turns_after_due)
+
+
+# ---------------------------------------------------------------------------
+# The last stretch of a timed wait runs on the host thread
+
+
+def test_timed_wait_ends_early_and_the_turn_waits_out_the_rest(host, monkeypatch):
+    """The handed-off wait (worker or host timer) ends HOST_WAIT_LEAD before
+    asyncio's timer is due, and the turn it starts blocks for the rest, so
+    the timer runs when due rather than a thread switch or a host timer
+    tick later.  A timer must still never run early."""
+    from aioguest import turn
+
+    lead = 0.05  # large, so a slow thread switch cannot hide the effect
+    monkeypatch.setattr(turn, "HOST_WAIT_LEAD", lead)
+    turn_starts: list[float] = []
+    real_turn = turn.Driver._turn
+
+    def recording_turn(self: Driver) -> None:
+        turn_starts.append(time.monotonic())
+        real_turn(self)
+
+    monkeypatch.setattr(turn.Driver, "_turn", recording_turn)
+
+    async def main() -> list[tuple[float, float]]:
+        loop = asyncio.get_running_loop()
+        timers = []
+        for _ in range(3):
+            fired: asyncio.Future[float] = loop.create_future()
+            when = loop.time() + 0.2
+            loop.call_at(when, lambda f=fired: f.set_result(loop.time()))
+            timers.append((when, await fired))
+        return timers
+
+    timers = host.run(main()).unwrap()
+    for when, at in timers:
+        assert at >= when, "a timer ran early"
+        # The turn that ran it began before it was due.
+        ran_in = max(t for t in turn_starts if t <= at)
+        assert ran_in < when, (when, ran_in)

@@ -51,13 +51,24 @@ from typing import Any, Protocol
 
 from .selector import GoSelector
 
-__all__ = ["DEFAULT_TIME_SLICE", "Driver", "PollerWatcher"]
+__all__ = ["DEFAULT_TIME_SLICE", "HOST_WAIT_LEAD", "Driver", "PollerWatcher"]
 
 logger = logging.getLogger("aioguest")
 
 #: How long one turn may keep running ready callbacks before it yields the
 #: host thread back to the host (seconds).
 DEFAULT_TIME_SLICE = 0.005
+
+# The last stretch of a wait for a timer is waited on the host thread.
+# Whoever ends a handed-off wait adds its own lateness before the next turn
+# runs: the worker must wake and then wake the host (two thread switches
+# where asyncio.run has one), a host timer fires on its own millisecond
+# tick.  So a handed-off wait ends this much early, and the turn it starts
+# blocks for the rest in the kernel, with a nanosecond timeout, as
+# asyncio.run would have blocked all along: asyncio's timer then fires
+# when it is due.  The host is held at most this long per wait, a small
+# fraction of a time slice.
+HOST_WAIT_LEAD = 0.0003
 
 _Ready = list[tuple[Any, int]]
 _HostCallback = Callable[[Callable[[], None]], object]
@@ -436,6 +447,8 @@ class Driver:
 
     def _wait(self, timeout: float | None) -> None:
         self._in_wait = True
+        if timeout is not None:
+            timeout = max(timeout - HOST_WAIT_LEAD, 0.0)
         if self._handoff is not None:
             _waiting.add(self)
             try:
@@ -512,6 +525,15 @@ class Driver:
                 return pending
         ready = self._selector.poll()
         if not ready and (timeout is None or timeout > 0):
+            if (
+                timeout is not None
+                and timeout <= HOST_WAIT_LEAD
+                and time.perf_counter() < self._turn_deadline
+            ):
+                # The stretch HOST_WAIT_LEAD leaves to the turn.  Nothing
+                # else waits on the poller now: the worker, if any, is
+                # between requests while a turn runs.
+                return self._selector.wait(timeout)
             self._suspend_for(timeout)
         elif time.perf_counter() >= self._turn_deadline:
             self._suspend_for(0)
