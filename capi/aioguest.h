@@ -42,7 +42,7 @@
 extern "C" {
 #endif
 
-#define AG_ABI_VERSION 1
+#define AG_ABI_VERSION 2
 
 /* Interest / readiness flags (same values as Python's selectors module). */
 #define AG_READ  1u
@@ -144,10 +144,22 @@ int ag_handoff_close(void *handoff, char *err, size_t errlen);
  * been taken yet (there is never more than one wait in flight). */
 int ag_handoff_request(void *handoff, int64_t timeout_ns, int32_t max_events, char *err, size_t errlen);
 
+/* Host: ag_handoff_request whose results the worker delivers itself:
+ * the wait writes up to cap records straight into buf, and
+ * ag_handoff_next returns 2 + their number with the handoff idle again,
+ * so the host needs no ag_handoff_take (and makes no call into the
+ * library between being notified and using the records).  buf must stay
+ * valid, and untouched by the host, until the host is notified or the
+ * handoff is shut down.  A wait that fails is still collected with
+ * ag_handoff_take (ag_handoff_next returns 1). */
+int ag_handoff_request_into(void *handoff, int64_t timeout_ns, ag_event *buf, int32_t cap, char *err, size_t errlen);
+
 /* Worker: blocks until a request arrives, performs the wait on the
- * calling thread, stores the results, and returns 1: the caller must now
- * notify the host (exactly once per request).  Returns 0 once the handoff
- * is closed; the worker should then exit. */
+ * calling thread, and returns 1 (results stored; the host collects them
+ * with ag_handoff_take) or, after ag_handoff_request_into, 2 + the number
+ * of records delivered into the host's buffer: either way the caller must
+ * now notify the host (exactly once per request).  Returns 0 once the
+ * handoff is closed; the worker should then exit. */
 int ag_handoff_next(void *handoff, char *err, size_t errlen);
 
 /* Host: if the worker's results are ready, copies up to cap records into

@@ -89,6 +89,12 @@ func ag_handoff_request(handoff unsafe.Pointer, timeout_ns C.int64_t, max_events
 	return ret(code, msg, err, errlen)
 }
 
+//export ag_handoff_request_into
+func ag_handoff_request_into(handoff unsafe.Pointer, timeout_ns C.int64_t, buf *C.ag_event, cap C.int32_t, err *C.char, errlen C.size_t) C.int {
+	code, msg := abi.HandoffRequestInto(uintptr(handoff), int64(timeout_ns), events(buf, cap), int32(cap))
+	return ret(code, msg, err, errlen)
+}
+
 //export ag_handoff_next
 func ag_handoff_next(handoff unsafe.Pointer, err *C.char, errlen C.size_t) C.int {
 	code, msg := abi.HandoffNext(uintptr(handoff))

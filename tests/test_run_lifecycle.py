@@ -442,7 +442,7 @@ def test_base_exception_in_guest_ends_run_after_teardown(host, exc_type):
 # failures of the handoff itself, and the worker/host hand-over
 
 
-@pytest.mark.parametrize("step", ["take", "request"])
+@pytest.mark.parametrize("step", ["collect", "request"])
 def test_handoff_failure_ends_run_with_that_error_after_teardown(worker_host, monkeypatch, step):
     """An OS error from the kernel wait must end the run (like an exception
     out of select() under asyncio.run), not leave it stuck forever."""

@@ -370,6 +370,7 @@ def handoff_ops(native: _native.Native, h: int) -> dict[str, Callable[[], tuple[
     buf = ctypes.create_string_buffer(16 * 4)
     return {
         "handoff_request": lambda: call(q.handoff_request, h, 0, 4),
+        "handoff_request_into": lambda: call(q.handoff_request_into, h, 0, buf, 4),
         "handoff_take": lambda: call(q.handoff_take, h, buf, 4),
         "handoff_wake": lambda: call(q.handoff_wake, h),
         # Never blocks on a handle that is not a live handoff.

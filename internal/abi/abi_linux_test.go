@@ -74,13 +74,14 @@ func allOps(t *testing.T, h uintptr, pollerCode, handoffCode int) {
 		want(t, name, code, msg, pollerCode)
 	}
 	for name, f := range map[string]func() (int, string){
-		"handoff_request":  func() (int, string) { return HandoffRequest(h, 0, 4) },
-		"handoff_take":     func() (int, string) { return HandoffTake(h, buf, 4) },
-		"handoff_wake":     func() (int, string) { return HandoffWake(h) },
-		"handoff_spawn":    func() (int, string) { return HandoffSpawn(h, c.Fn(), c.P) },
-		"handoff_next":     func() (int, string) { return HandoffNext(h) },
-		"handoff_shutdown": func() (int, string) { return HandoffShutdown(h) },
-		"handoff_close":    func() (int, string) { return HandoffClose(h) },
+		"handoff_request":      func() (int, string) { return HandoffRequest(h, 0, 4) },
+		"handoff_request_into": func() (int, string) { return HandoffRequestInto(h, 0, buf, 4) },
+		"handoff_take":         func() (int, string) { return HandoffTake(h, buf, 4) },
+		"handoff_wake":         func() (int, string) { return HandoffWake(h) },
+		"handoff_spawn":        func() (int, string) { return HandoffSpawn(h, c.Fn(), c.P) },
+		"handoff_next":         func() (int, string) { return HandoffNext(h) },
+		"handoff_shutdown":     func() (int, string) { return HandoffShutdown(h) },
+		"handoff_close":        func() (int, string) { return HandoffClose(h) },
 	} {
 		code, msg := f()
 		want(t, name, code, msg, handoffCode)
@@ -101,18 +102,19 @@ func TestWrongKindHandles(t *testing.T) {
 	buf := make([]poller.Event, 1)
 	var out unsafe.Pointer
 	for name, code := range map[string]int{
-		"poller_add":       first(PollerAdd(hh, 0, poller.Read, 0)),
-		"poller_wait":      first(PollerWait(hh, buf, 1, 0)),
-		"poller_wake":      first(PollerWake(hh)),
-		"poller_fd":        first(PollerFd(hh)),
-		"poller_close":     first(PollerClose(hh)),
-		"handoff_open":     first(HandoffOpen(hh, &out)),
-		"handoff_request":  first(HandoffRequest(ph, 0, 1)),
-		"handoff_take":     first(HandoffTake(ph, buf, 1)),
-		"handoff_wake":     first(HandoffWake(ph)),
-		"handoff_next":     first(HandoffNext(ph)),
-		"handoff_shutdown": first(HandoffShutdown(ph)),
-		"handoff_close":    first(HandoffClose(ph)),
+		"poller_add":           first(PollerAdd(hh, 0, poller.Read, 0)),
+		"poller_wait":          first(PollerWait(hh, buf, 1, 0)),
+		"poller_wake":          first(PollerWake(hh)),
+		"poller_fd":            first(PollerFd(hh)),
+		"poller_close":         first(PollerClose(hh)),
+		"handoff_open":         first(HandoffOpen(hh, &out)),
+		"handoff_request":      first(HandoffRequest(ph, 0, 1)),
+		"handoff_request_into": first(HandoffRequestInto(ph, 0, buf, 1)),
+		"handoff_take":         first(HandoffTake(ph, buf, 1)),
+		"handoff_wake":         first(HandoffWake(ph)),
+		"handoff_next":         first(HandoffNext(ph)),
+		"handoff_shutdown":     first(HandoffShutdown(ph)),
+		"handoff_close":        first(HandoffClose(ph)),
 	} {
 		if code != EBADHANDLE {
 			t.Errorf("%s with the wrong kind: %d", name, code)
@@ -257,6 +259,23 @@ func TestHandoffCycle(t *testing.T) {
 	want(t, "take idle", code, msg, 0)
 	code, msg = HandoffWake(hh)
 	want(t, "wake idle", code, msg, 0)
+
+	// The delivering request: the records land in the caller's buffer
+	// and next reports 2 + their number, with nothing left to take.
+	code, msg = HandoffRequestInto(hh, int64(bound), nil, 1)
+	want(t, "request into NULL", code, msg, EINVAL)
+	code, msg = HandoffRequestInto(hh, int64(bound), buf, -1)
+	want(t, "request into, negative cap", code, msg, EINVAL)
+	into := make([]poller.Event, 4)
+	code, msg = HandoffRequestInto(hh, int64(bound), into, 4)
+	want(t, "request into", code, msg, 0)
+	code, msg = HandoffNext(hh)
+	want(t, "next, delivered", code, msg, 3)
+	if into[0] != (poller.Event{FD: int64(a), Events: poller.Read, Tag: 9}) {
+		t.Fatalf("delivered record %+v", into[0])
+	}
+	code, msg = HandoffTake(hh, buf, 8)
+	want(t, "take after delivery", code, msg, 0)
 }
 
 // Shutdown stops the handoff but keeps the handle, so a worker between

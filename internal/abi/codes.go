@@ -14,7 +14,7 @@ import (
 )
 
 // Version is AG_ABI_VERSION.
-const Version = 1
+const Version = 2
 
 // Codes, as in capi/aioguest.h.  OS errors are -errno, in [-4095, -1].
 const (

@@ -78,6 +78,7 @@ type object struct {
 	open    bool
 	shut    bool // handoff: shut down, handle still valid
 	pending bool // handoff: a request that no Next has served yet
+	into    int  // handoff: the pending request delivers, into this many records
 	spawned bool
 }
 
@@ -196,7 +197,7 @@ func (r *fuzzRun) check(op string, h uintptr, o *object, code int, msg string) {
 }
 
 func (r *fuzzRun) step() {
-	switch op := r.p.u8() % 15; op {
+	switch op := r.p.u8() % 16; op {
 	case 0:
 		var out unsafe.Pointer
 		code, msg := PollerOpen(&out)
@@ -258,7 +259,24 @@ func (r *fuzzRun) step() {
 		code, msg := HandoffRequest(h, r.timeout(), maxEv)
 		r.check("handoff_request", h, o, code, msg)
 		if code == 0 {
-			o.pending = true
+			o.pending, o.into = true, -1
+		}
+	case 15:
+		h, o := r.handle()
+		// A buffer of its own: a spawned worker may still be writing
+		// into it after this step (Go keeps it alive meanwhile).
+		n := []int32{-1, 0, 1, 8}[r.p.u8()%4]
+		var into []poller.Event
+		if r.p.u8()%4 != 0 {
+			into = make([]poller.Event, max(n, 0))
+		}
+		code, msg := HandoffRequestInto(h, r.timeout(), into, n)
+		r.check("handoff_request_into", h, o, code, msg)
+		if code == 0 {
+			o.pending, o.into = true, int(n)
+			if into == nil {
+				o.into = -1 // nothing to deliver into: a plain request
+			}
 		}
 	case 10:
 		h, o := r.handle()
@@ -269,10 +287,10 @@ func (r *fuzzRun) step() {
 		}
 		code, msg := HandoffNext(h)
 		r.check("handoff_next", h, o, code, msg)
-		if code > 1 {
+		if code > 1 && (o == nil || o.into < 0 || code-2 > o.into) {
 			r.t.Fatalf("handoff_next returned %d", code)
 		}
-		if code == 1 {
+		if code >= 1 {
 			o.pending = false
 		}
 	case 11:

@@ -132,6 +132,21 @@ func HandoffRequest(h uintptr, timeout int64, maxEvents int32) (int, string) {
 	})
 }
 
+// HandoffRequestInto implements ag_handoff_request_into.
+func HandoffRequestInto(h uintptr, timeout int64, buf []poller.Event, n int32) (int, string) {
+	return guard("ag_handoff_request_into", func() (int, error) {
+		e, err := lookupHandoff(h)
+		if err != nil {
+			return 0, err
+		}
+		b, err := checkBuf(buf, n)
+		if err != nil {
+			return 0, err
+		}
+		return 0, e.h.RequestInto(timeout, b)
+	})
+}
+
 // HandoffNext implements ag_handoff_next.
 func HandoffNext(h uintptr) (int, string) {
 	return guard("ag_handoff_next", func() (int, error) {
@@ -141,9 +156,12 @@ func HandoffNext(h uintptr) (int, string) {
 		}
 		// After shutdown Next returns false at once: that is how the
 		// worker learns to stop.
-		ok, err := e.h.Next()
+		ok, delivered, err := e.h.NextDelivered()
 		if err != nil || !ok {
 			return 0, err
+		}
+		if delivered >= 0 {
+			return 2 + delivered, nil
 		}
 		return 1, nil
 	})

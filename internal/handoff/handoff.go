@@ -74,6 +74,12 @@ type Handoff struct {
 	n       int
 	err     error
 
+	// dst is the host's own buffer when the request came through
+	// RequestInto: the wait writes straight into it, and Next hands the
+	// results over itself (the handoff is idle again when Next returns),
+	// so the host collects them without a call into Go of its own.
+	dst []poller.Event
+
 	inNext  bool          // a worker is inside Next
 	spawned bool          // Spawn started the worker
 	done    chan struct{} // closed when the spawned worker exits
@@ -95,6 +101,26 @@ func (h *Handoff) Request(timeout int64, maxEvents int32) error {
 	if maxEvents < 0 {
 		return ErrInvalid
 	}
+	return h.request(timeout, int(maxEvents), nil)
+}
+
+// RequestInto (host) is Request with delivery: the wait's records go
+// straight into dst (at most len(dst) of them, and no more than Request
+// would fetch), and the worker's Next, which then reports how many,
+// leaves the handoff idle: no Take.  The host must not touch dst until
+// it is notified.  A wait that fails is left for Take as with Request.
+//
+// Why: on a small machine every call a thread makes into Go from C costs
+// it tens of microseconds of runtime bookkeeping (the caller takes a P
+// and may wake the runtime's monitor thread; see docs/performance.md).
+// Take sat on the wake-up's critical path, between the host being
+// notified and the guest running; the worker is in Go anyway when the
+// wait ends.
+func (h *Handoff) RequestInto(timeout int64, dst []poller.Event) error {
+	return h.request(timeout, len(dst), dst)
+}
+
+func (h *Handoff) request(timeout int64, maxEvents int, dst []poller.Event) error {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -105,7 +131,8 @@ func (h *Handoff) Request(timeout int64, maxEvents int32) error {
 		return ErrBusy
 	}
 	h.timeout = timeout
-	h.max = min(int(maxEvents), maxResults)
+	h.max = min(maxEvents, maxResults)
+	h.dst = dst
 	h.wakeRequested = false
 	h.st = requested
 	wake := h.parked
@@ -125,17 +152,26 @@ func (h *Handoff) Request(timeout int64, maxEvents int32) error {
 // must be notified (exactly once per request), false once the handoff is
 // closed.  ErrBusy if another worker is already in Next or was spawned.
 func (h *Handoff) Next() (bool, error) {
+	ok, _, err := h.next(false)
+	return ok, err
+}
+
+// NextDelivered is Next that also says whether the results were handed
+// over (see RequestInto): delivered is how many records are in the
+// host's buffer, or -1 when the host must Take (a plain Request, or a
+// failed wait).
+func (h *Handoff) NextDelivered() (ok bool, delivered int, err error) {
 	return h.next(false)
 }
 
-func (h *Handoff) next(fromSpawn bool) (bool, error) {
+func (h *Handoff) next(fromSpawn bool) (ok bool, delivered int, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return false, nil
+		return false, -1, nil
 	}
 	if h.inNext || (h.spawned && !fromSpawn) {
-		return false, ErrBusy
+		return false, -1, ErrBusy
 	}
 	h.inNext = true
 	defer func() { h.inNext = false }()
@@ -151,17 +187,22 @@ func (h *Handoff) next(fromSpawn bool) (bool, error) {
 		h.parked = false
 	}
 	if h.closed {
-		return false, nil
+		return false, -1, nil
 	}
 	h.st = waiting
 	timeout := h.timeout
 	if h.wakeRequested {
 		timeout = 0
 	}
-	if cap(h.results) < h.max {
-		h.results = make([]poller.Event, h.max)
+	var buf []poller.Event
+	if h.dst != nil {
+		buf = h.dst[:h.max]
+	} else {
+		if cap(h.results) < h.max {
+			h.results = make([]poller.Event, h.max)
+		}
+		buf = h.results[:h.max]
 	}
-	buf := h.results[:h.max]
 
 	// The only step outside mu: Request/Take/Wake/Close stay prompt
 	// while we sleep in the kernel.
@@ -181,11 +222,18 @@ func (h *Handoff) next(fromSpawn bool) (bool, error) {
 		h.pollerWoken = false
 	}
 	if h.closed {
-		return false, nil
+		return false, -1, nil
+	}
+	if h.dst != nil {
+		h.dst = nil
+		if err == nil {
+			h.st = idle
+			return true, n, nil
+		}
 	}
 	h.n, h.err = n, err
 	h.st = ready
-	return true, nil
+	return true, -1, nil
 }
 
 // wait is the kernel wait, run without mu.  A panic here would unwind

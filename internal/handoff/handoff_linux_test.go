@@ -480,3 +480,131 @@ func TestStressRandomWakes(t *testing.T) {
 		h.Take(buf)
 	}
 }
+
+// deliveringWorker is worker for RequestInto: it reports how many
+// records each Next delivered (-1: the host must Take).
+func deliveringWorker(t *testing.T, h *Handoff) <-chan int {
+	t.Helper()
+	ch := make(chan int, 1000)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer close(ch)
+		for {
+			ok, delivered, err := h.NextDelivered()
+			if err != nil {
+				t.Errorf("NextDelivered: %v", err)
+				return
+			}
+			if !ok {
+				return
+			}
+			ch <- delivered
+		}
+	}()
+	return ch
+}
+
+func recvDelivered(t *testing.T, ch <-chan int) int {
+	t.Helper()
+	select {
+	case n, ok := <-ch:
+		if !ok {
+			t.Fatal("worker exited")
+		}
+		return n
+	case <-time.After(bound):
+		t.Fatal("no notification within bound")
+		return 0
+	}
+}
+
+func TestRequestIntoDeliversWithoutTake(t *testing.T) {
+	p, h := setup(t)
+	a, b := socketpair(t)
+	if err := p.Add(int64(a), poller.Read, 7); err != nil {
+		t.Fatal(err)
+	}
+	notes := deliveringWorker(t, h)
+	dst := make([]poller.Event, 4)
+	for round := range 3 {
+		if err := h.RequestInto(int64(bound), dst); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.RequestInto(int64(bound), dst); !errors.Is(err, ErrBusy) {
+			t.Fatalf("second request: %v, want ErrBusy", err)
+		}
+		unix.Write(b, []byte("x"))
+		if n := recvDelivered(t, notes); n != 1 || dst[0] != (poller.Event{FD: int64(a), Events: poller.Read, Tag: 7}) {
+			t.Fatalf("round %d: delivered %d, %+v", round, n, dst[:max(n, 0)])
+		}
+		// Idle again at once: nothing to take, and a new request is
+		// accepted (the next round's).
+		if n, err := h.Take(make([]poller.Event, 4)); n != 0 || err != nil {
+			t.Fatalf("take after delivery: %d, %v", n, err)
+		}
+		var one [1]byte
+		unix.Read(a, one[:])
+	}
+	// A woken wait delivers nothing, and says so.
+	if err := h.RequestInto(int64(bound), dst); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, h, waiting)
+	h.Wake()
+	if n := recvDelivered(t, notes); n != 0 {
+		t.Fatalf("woken wait delivered %d", n)
+	}
+	// A plain Request still goes through Take.
+	if err := h.Request(0, 4); err != nil {
+		t.Fatal(err)
+	}
+	if n := recvDelivered(t, notes); n != -1 {
+		t.Fatalf("plain request: delivered %d, want -1", n)
+	}
+	if n, err := h.Take(make([]poller.Event, 4)); n != 0 || err != nil {
+		t.Fatalf("take: %d, %v", n, err)
+	}
+}
+
+// Records beyond the host's buffer are not written past it.
+func TestRequestIntoStaysInsideTheBuffer(t *testing.T) {
+	p, h := setup(t)
+	for i := range 5 {
+		a, _ := socketpair(t)
+		p.Add(int64(a), poller.Write, uint32(i))
+	}
+	notes := deliveringWorker(t, h)
+	backing := make([]poller.Event, 4)
+	guard := poller.Event{FD: -99, Events: 99, Tag: 99}
+	backing[3] = guard
+	if err := h.RequestInto(int64(bound), backing[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if n := recvDelivered(t, notes); n != 3 {
+		t.Fatalf("delivered %d, want 3", n)
+	}
+	if backing[3] != guard {
+		t.Fatalf("wrote past the buffer: %+v", backing[3])
+	}
+}
+
+// A spawned worker that dies leaves its error for Take even when the
+// request asked for delivery.
+func TestFailedDeliveryGoesThroughTake(t *testing.T) {
+	_, h := setup(t)
+	if err := h.RequestInto(int64(bound), make([]poller.Event, 2)); err != nil {
+		t.Fatal(err)
+	}
+	notified := false
+	h.fail(errors.New("boom"), func() { notified = true })
+	if !notified {
+		t.Fatal("fail did not notify")
+	}
+	if _, err := h.Take(make([]poller.Event, 2)); err == nil || err.Error() != "boom" {
+		t.Fatalf("take: %v, want boom", err)
+	}
+	if h.dst != nil {
+		t.Fatal("the host's buffer is still referenced")
+	}
+}

@@ -38,7 +38,7 @@ func (h *Handoff) run(notify func(), done chan struct{}) {
 		}
 	}()
 	for {
-		ok, err := h.next(true)
+		ok, _, err := h.next(true)
 		if err != nil || !ok {
 			return
 		}
@@ -53,6 +53,7 @@ func (h *Handoff) fail(err error, notify func()) {
 	h.mu.Lock()
 	pending := !h.closed && (h.st == requested || h.st == waiting)
 	if pending {
+		h.dst = nil // the host's buffer gets nothing: it must Take the error
 		h.n, h.err = 0, err
 		h.st = ready
 	}

@@ -27,7 +27,7 @@ __all__ = [
     "load",
 ]
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 READ = 1
 WRITE = 2
@@ -99,6 +99,9 @@ class _Functions:
         self.handoff_shutdown = self._fn(dll, "ag_handoff_shutdown", c_int, p, *e)
         self.handoff_close = self._fn(dll, "ag_handoff_close", c_int, p, *e)
         self.handoff_request = self._fn(dll, "ag_handoff_request", c_int, p, c_int64, c_int32, *e)
+        self.handoff_request_into = self._fn(
+            dll, "ag_handoff_request_into", c_int, p, c_int64, p, c_int32, *e
+        )
         self.handoff_next = self._fn(dll, "ag_handoff_next", c_int, p, *e)
         self.handoff_take = self._fn(dll, "ag_handoff_take", c_int, p, p, c_int32, *e)
         self.handoff_wake = self._fn(dll, "ag_handoff_wake", c_int, p, *e)

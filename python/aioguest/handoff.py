@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _native
+from ._native import EVENT
 from .selector import timeout_to_ns
 
 __all__ = ["Handoff"]
@@ -44,6 +45,13 @@ class Handoff:
         self._worker_done = False
         self._after_release: Callable[[], None] | None = None
         self._release_pending = False
+        # The host's buffer for the records the worker delivers (see
+        # request), and how many it delivered for the wait just notified:
+        # None when they must be taken instead (a failed wait).
+        self._cap = 0
+        self._buf: Any = None
+        self._view: memoryview | None = None
+        self._delivered: int | None = None
 
     def start(self, notify: Callable[[], bool], name: str = "aioguest-worker") -> None:
         """Start the worker: after each completed wait it calls ``notify()``;
@@ -56,11 +64,36 @@ class Handoff:
     # -- host side ------------------------------------------------------
 
     def request(self, timeout: float | None, max_events: int) -> None:
-        rc = self._quick.handoff_request(
-            self._handle, timeout_to_ns(timeout), max_events, self._err, len(self._err)
+        """Start a wait for up to *max_events* records; collect them with
+        :meth:`collect` once the worker has notified."""
+        if max_events > self._cap or self._buf is None:
+            # Only between waits: the worker writes into the buffer while
+            # a wait is in flight.  Sized by the selector's capacity, so
+            # this happens as registrations grow, not per wait.
+            cap = max(max_events, 1)
+            self._buf = ctypes.create_string_buffer(cap * EVENT.size)
+            self._view = memoryview(self._buf).cast("B")
+            self._cap = cap
+        self._delivered = None
+        # The worker delivers the records into our buffer itself, on the
+        # way out of its wait: taking them with a call into Go here would
+        # put that call on every wake-up's path (docs/performance.md).
+        rc = self._quick.handoff_request_into(
+            self._handle, timeout_to_ns(timeout), self._buf, max_events, self._err, len(self._err)
         )
         if rc < 0:
             _native.raise_error(rc, self._err, "cannot start a wait")
+
+    def collect(self) -> tuple[int, memoryview]:
+        """After the worker notified: how many records the wait produced,
+        and a byte view of the buffer that holds them."""
+        n = self._delivered
+        self._delivered = None
+        if n is None:
+            # Not delivered: the wait failed, and take raises its error.
+            n = self.take(self._buf, self._cap)
+        assert self._view is not None
+        return n, self._view
 
     def take(self, buf: Any, cap: int) -> int:
         rc: int = self._quick.handoff_take(self._handle, buf, cap, self._err, len(self._err))
@@ -83,7 +116,12 @@ class Handoff:
             # only shuts the handoff down (next returns 0) until it has
             # joined us, so there is no window where we could call into a
             # released handle whose address malloc already gave to another.
-            while next_wait(self._handle, err, len(err)) == 1:
+            while True:
+                rc = next_wait(self._handle, err, len(err))
+                if rc < 1:
+                    break
+                # Read by the host only once notify() has reached it.
+                self._delivered = rc - 2 if rc >= 2 else None
                 if not notify():
                     break
         finally:

@@ -287,13 +287,16 @@ class GoSelector(selectors.BaseSelector):
             _native.raise_error(n, err, "poll failed")
         return self.decode(n) if n else []
 
-    def decode(self, n: int) -> _Ready:
-        """Turn the first *n* records of the event buffer into select() output."""
+    def decode(self, n: int, view: memoryview | None = None) -> _Ready:
+        """Turn the first *n* records of the event buffer (or of *view*, a
+        byte view of another one) into select() output."""
         fd_to_key = self._fd_to_key
         fd_to_tag = self._fd_to_tag
         ready = []
-        assert self._view is not None
-        for fd, events, tag in EVENT.iter_unpack(self._view[: n * EVENT.size]):
+        if view is None:
+            view = self._view
+        assert view is not None
+        for fd, events, tag in EVENT.iter_unpack(view[: n * EVENT.size]):
             key = fd_to_key.get(fd)
             if key is not None and fd_to_tag[fd] == tag:
                 events &= key.events

@@ -339,13 +339,13 @@ class Driver:
             if self._handoff is not None:
                 sel = self._selector
                 try:
-                    n = self._handoff.take(sel.buffer, sel.capacity)
+                    n, view = self._handoff.collect()
                 except Exception as exc:
                     # The kernel wait itself failed: like an exception out
                     # of select() under asyncio.run.
                     self._on_stop(exc)
                     return
-                self._pending = sel.decode(n) if n else None
+                self._pending = sel.decode(n, view) if n else None
             else:
                 self._stop_timer()
         self._unhook()
