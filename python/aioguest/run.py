@@ -510,7 +510,11 @@ def start_guest_run(
     Returns the main :class:`asyncio.Task`, or ``None`` if ``loop_factory``
     raised (``done_callback`` then gets that error).  ``time_slice`` bounds
     (in seconds) how long one turn runs ready guest callbacks before
-    handing the thread back to the host.
+    handing the thread back to the host.  A turn may also block the host
+    thread briefly itself: when asyncio's next timer is due within
+    :data:`aioguest.turn.HOST_WAIT_LEAD` (0.3 ms), the turn waits for it in
+    the kernel rather than handing the wait off, so that the timer fires
+    when due.
 
     ``poller_watcher`` (an :class:`aioguest.turn.PollerWatcher`) is for hosts
     whose own loop can watch a file descriptor and run a timer: the guest
