@@ -392,15 +392,15 @@ class Driver:
         elif self._rerun:
             self._reschedule()
         elif self._suspend == 0:
-            self._reschedule(yield_to_host=True)
+            self._reschedule(hops=1)
         else:
             timeout = self._suspend
             assert timeout is None or isinstance(timeout, (int, float))
             self._wait(timeout)
 
-    def _reschedule(self, yield_to_host: bool = False) -> None:
+    def _reschedule(self, hops: int = 0) -> None:
         try:
-            self._schedule_turn(hops=1 if yield_to_host else 0)
+            self._schedule_turn(hops)
         except BaseException as exc:
             self._host_refused(exc)
 
