@@ -151,7 +151,8 @@ int ag_handoff_request(void *handoff, int64_t timeout_ns, int32_t max_events, ch
  * library between being notified and using the records).  buf must stay
  * valid, and untouched by the host, until the host is notified or the
  * handoff is shut down.  A wait that fails is still collected with
- * ag_handoff_take (ag_handoff_next returns 1). */
+ * ag_handoff_take (ag_handoff_next returns 1).  AG_EINVAL after
+ * ag_handoff_spawn: that worker's notification carries no count. */
 int ag_handoff_request_into(void *handoff, int64_t timeout_ns, ag_event *buf, int32_t cap, char *err, size_t errlen);
 
 /* Worker: blocks until a request arrives, performs the wait on the

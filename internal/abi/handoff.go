@@ -143,7 +143,13 @@ func HandoffRequestInto(h uintptr, timeout int64, buf []poller.Event, n int32) (
 		if err != nil {
 			return 0, err
 		}
-		return 0, e.h.RequestInto(timeout, b)
+		if err := e.h.RequestInto(timeout, b); err != nil {
+			if errors.Is(err, poller.ErrInvalid) {
+				return 0, fmt.Errorf("the worker was started with ag_handoff_spawn, whose notification carries no count: %w", err)
+			}
+			return 0, err
+		}
+		return 0, nil
 	})
 }
 

@@ -2,6 +2,7 @@ package handoff
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"testing"
@@ -18,6 +19,9 @@ import (
 //
 //   - Request succeeds exactly when the handoff is idle; Take returns
 //     ErrBusy or the results, and is idle afterwards;
+//   - RequestInto's records arrive in the host's buffer with the
+//     notification, never more than the buffer holds, and leave nothing
+//     to Take; a spawned worker refuses it (ErrInvalid);
 //   - exactly one notification per request, never more notifications
 //     than requests, and once the worker is gone the counts add up;
 //   - records name registered fds with one of their tags and a non-empty
@@ -38,6 +42,10 @@ func FuzzHandoff(f *testing.F) {
 	f.Add([]byte{0, 0, 4, 1, 10, 0, 0, 0, 1, 1, 3, 12, 13, 10})
 	// registrations changing under a running wait
 	f.Add([]byte{0, 5, 0, 3, 7, 0, 4, 1, 8, 0, 6, 0, 1, 9, 9, 7, 0, 2, 8, 1, 11, 1, 2, 1})
+	// delivering requests: register, make readable, request into, await
+	f.Add([]byte{0, 5, 0, 1, 8, 0, 14, 4, 3, 2, 14, 0, 0, 1, 2, 14, 4, 2, 3, 2})
+	// a spawned worker refuses delivering requests
+	f.Add([]byte{1, 14, 0, 3, 0, 0, 2, 2})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := newFuzzRun(t, data)
 		defer r.cleanup()
@@ -69,8 +77,10 @@ type fuzzRun struct {
 	// pairs[i][0] is registered, pairs[i][1] is the peer we write to.
 	pairs [2][2]int
 
-	spawnMode  bool
-	notes      chan struct{}
+	spawnMode bool
+	// notes carries what the worker's NextDelivered said: the number of
+	// records delivered, or -1 (the host must Take).
+	notes      chan int
 	workerDone <-chan struct{}
 	helpers    sync.WaitGroup
 
@@ -82,16 +92,20 @@ type fuzzRun struct {
 	pendingMax    int
 	pendingTimout int64
 	lostAtClose   bool // Close overtook an outstanding request
-	regs          map[int]fuzzReg
-	tags          map[int]map[uint32]bool // every tag an fd was ever given
-	nextTag       uint32
+	// The buffer of each accepted request not yet notified, in order (nil
+	// for a plain Request); and whether the latest one delivers.
+	inFlight []([]poller.Event)
+	into     bool
+	regs     map[int]fuzzReg
+	tags     map[int]map[uint32]bool // every tag an fd was ever given
+	nextTag  uint32
 }
 
 func newFuzzRun(t *testing.T, data []byte) *fuzzRun {
 	r := &fuzzRun{
 		t:     t,
 		data:  data,
-		notes: make(chan struct{}, 1024),
+		notes: make(chan int, 1024),
 		regs:  map[int]fuzzReg{},
 		tags:  map[int]map[uint32]bool{},
 	}
@@ -114,7 +128,7 @@ func newFuzzRun(t *testing.T, data []byte) *fuzzRun {
 	if r.spawnMode {
 		// notes has room for every notification a program can cause
 		// (one per op at most), so notify never blocks the worker.
-		if err := r.h.Spawn(func() { r.notes <- struct{}{} }); err != nil {
+		if err := r.h.Spawn(func() { r.notes <- -1 }); err != nil {
 			t.Fatal(err)
 		}
 		r.workerDone = r.h.Done()
@@ -127,7 +141,7 @@ func newFuzzRun(t *testing.T, data []byte) *fuzzRun {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			for {
-				ok, err := r.h.Next()
+				ok, delivered, err := r.h.NextDelivered()
 				if err != nil {
 					t.Errorf("Next: %v", err)
 					return
@@ -135,7 +149,7 @@ func newFuzzRun(t *testing.T, data []byte) *fuzzRun {
 				if !ok {
 					return
 				}
-				r.notes <- struct{}{}
+				r.notes <- delivered
 			}
 		}()
 	}
@@ -155,13 +169,37 @@ func (r *fuzzRun) u8() byte {
 func (r *fuzzRun) drain() {
 	for {
 		select {
-		case <-r.notes:
+		case n := <-r.notes:
 			r.notified++
 			if r.notified > r.requests {
 				r.t.Fatalf("%d notifications for %d requests", r.notified, r.requests)
 			}
+			r.notification(n)
 		default:
 			return
+		}
+	}
+}
+
+// notification checks one notification against the request it answers.
+func (r *fuzzRun) notification(n int) {
+	if len(r.inFlight) == 0 {
+		r.t.Fatalf("notification %d with no request in flight", n)
+	}
+	dst := r.inFlight[0]
+	r.inFlight = r.inFlight[1:]
+	switch {
+	case dst == nil && n != -1:
+		r.t.Fatalf("a plain request delivered %d records", n)
+	case dst != nil && n < 0:
+		r.t.Fatal("a delivering request left its records for Take")
+	case dst != nil:
+		if n > len(dst) {
+			r.t.Fatalf("%d records delivered into a buffer of %d", n, len(dst))
+		}
+		r.checkRecords(dst[:n])
+		if len(r.inFlight) == 0 {
+			r.outstanding = false // nothing to take
 		}
 	}
 }
@@ -173,8 +211,9 @@ func (r *fuzzRun) awaitNotified() {
 	deadline := time.After(fuzzBound)
 	for r.notified < r.requests {
 		select {
-		case <-r.notes:
+		case n := <-r.notes:
 			r.notified++
+			r.notification(n)
 		case <-deadline:
 			r.t.Fatalf("deadlock: %d of %d requests notified after %v (timeout %d)",
 				r.notified, r.requests, fuzzBound, r.pendingTimout)
@@ -208,9 +247,10 @@ func (r *fuzzRun) take(bufLen int) (int, error) {
 		if !errors.Is(err, ErrClosed) || n != 0 {
 			r.t.Fatalf("Take after Close: %d, %v", n, err)
 		}
-	case !r.outstanding:
-		if err != nil || n != 0 {
-			r.t.Fatalf("Take when idle: %d, %v", n, err)
+	case !r.outstanding || r.into:
+		// Idle, or a delivering request: still waiting, or delivered.
+		if (err != nil && !(r.into && errors.Is(err, ErrBusy))) || n != 0 {
+			r.t.Fatalf("Take when idle or delivering: %d, %v", n, err)
 		}
 	case errors.Is(err, ErrBusy):
 		if n != 0 {
@@ -231,6 +271,38 @@ func (r *fuzzRun) take(bufLen int) (int, error) {
 	return n, err
 }
 
+// requested checks what Request or RequestInto said (argErr: the answer
+// its arguments alone call for) and records an accepted request.
+func (r *fuzzRun) requested(call string, err, argErr error, timeout int64, max int, dst []poller.Event) {
+	want := argErr
+	switch {
+	case want != nil:
+	case r.closed:
+		want = ErrClosed
+	case r.outstanding && r.into:
+		// The worker leaves a delivering request idle before it
+		// notifies: the handoff may be idle again already.
+		if err == nil {
+			r.outstanding = false
+		} else {
+			want = ErrBusy
+		}
+	case r.outstanding:
+		want = ErrBusy
+	}
+	if !errors.Is(err, want) || (want == nil && err != nil) {
+		r.t.Fatalf("%s: %v, want %v", call, err, want)
+	}
+	if err == nil {
+		r.requests++
+		r.outstanding = true
+		r.into = dst != nil
+		r.inFlight = append(r.inFlight, dst)
+		r.pendingMax = min(max, maxResults)
+		r.pendingTimout = timeout
+	}
+}
+
 // await finishes the outstanding request: wakes it if it could wait
 // forever, waits for its notification, then takes its results, which
 // must be ready by then.
@@ -244,8 +316,10 @@ func (r *fuzzRun) await(bufLen int) {
 		}
 	}
 	r.awaitNotified()
-	if _, err := r.take(bufLen); err != nil {
-		r.t.Fatalf("Take after the notification: %v", err)
+	if r.outstanding {
+		if _, err := r.take(bufLen); err != nil {
+			r.t.Fatalf("Take after the notification: %v", err)
+		}
 	}
 }
 
@@ -256,29 +330,25 @@ func (r *fuzzRun) fd(sel byte) (int, int) {
 
 func (r *fuzzRun) step() {
 	r.drain()
-	switch op := r.u8() % 14; op {
+	switch op := r.u8() % 15; op {
 	case 0: // Request
 		timeout := fuzzTimeouts[int(r.u8())%len(fuzzTimeouts)]
 		maxEv := []int32{-1, 0, 1, 2, 8, 1 << 30}[r.u8()%6]
 		err := r.h.Request(timeout, maxEv)
 		var want error
-		switch {
-		case maxEv < 0:
+		if maxEv < 0 {
 			want = ErrInvalid
-		case r.closed:
-			want = ErrClosed
-		case r.outstanding:
-			want = ErrBusy
 		}
-		if !errors.Is(err, want) || (want == nil && err != nil) {
-			r.t.Fatalf("Request(%d, %d): %v, want %v", timeout, maxEv, err, want)
+		r.requested(fmt.Sprintf("Request(%d, %d)", timeout, maxEv), err, want, timeout, int(maxEv), nil)
+	case 14: // RequestInto, a buffer of its own
+		timeout := fuzzTimeouts[int(r.u8())%len(fuzzTimeouts)]
+		dst := make([]poller.Event, []int{0, 1, 2, 8}[r.u8()%4])
+		err := r.h.RequestInto(timeout, dst)
+		var want error
+		if r.spawnMode && !r.closed {
+			want = ErrInvalid
 		}
-		if err == nil {
-			r.requests++
-			r.outstanding = true
-			r.pendingMax = min(int(maxEv), maxResults)
-			r.pendingTimout = timeout
-		}
+		r.requested(fmt.Sprintf("RequestInto(%d, [%d])", timeout, len(dst)), err, want, timeout, len(dst), dst)
 	case 1: // Take
 		r.take([]int{0, 1, 2, 8}[r.u8()%4])
 	case 2: // finish the outstanding request

@@ -116,6 +116,9 @@ func (h *Handoff) Request(timeout int64, maxEvents int32) error {
 // Take sat on the wake-up's critical path, between the host being
 // notified and the guest running; the worker is in Go anyway when the
 // wait ends.
+//
+// ErrInvalid once Spawn started the worker: its notification carries no
+// count, so the host could not know how many records it got.
 func (h *Handoff) RequestInto(timeout int64, dst []poller.Event) error {
 	return h.request(timeout, len(dst), dst)
 }
@@ -125,6 +128,10 @@ func (h *Handoff) request(timeout int64, maxEvents int, dst []poller.Event) erro
 	if h.closed {
 		h.mu.Unlock()
 		return ErrClosed
+	}
+	if dst != nil && h.spawned {
+		h.mu.Unlock()
+		return ErrInvalid
 	}
 	if h.st != idle {
 		h.mu.Unlock()

@@ -608,3 +608,18 @@ func TestFailedDeliveryGoesThroughTake(t *testing.T) {
 		t.Fatal("the host's buffer is still referenced")
 	}
 }
+
+// A spawned worker's notification carries no count, so it cannot serve a
+// delivering request.
+func TestRequestIntoRefusedBySpawnedWorker(t *testing.T) {
+	_, h := setup(t)
+	if err := h.Spawn(func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RequestInto(0, make([]poller.Event, 1)); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("RequestInto on a spawned worker: %v, want ErrInvalid", err)
+	}
+	if err := h.Request(0, 1); err != nil {
+		t.Fatalf("plain Request: %v", err)
+	}
+}
